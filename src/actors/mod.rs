@@ -1,0 +1,6 @@
+//! The actor runtime: the account registry, its store worker and one upstream
+//! actor per account.
+
+pub mod registry;
+pub mod store_worker;
+pub mod upstream;

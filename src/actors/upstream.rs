@@ -1,0 +1,287 @@
+//! `UpstreamActor`: one per account. Owns the account's credentials and ids,
+//! admits requests under the concurrency cap with a bounded wait queue, and
+//! signs each admitted request (after any wait, so the timestamp is fresh).
+//!
+//! It hands out a [`Lease`] instead of making the HTTP call: awc's client is
+//! `!Send` and lives on the HTTP workers. The lease's permit travels with the
+//! response, so dropping the response (client gone) frees the slot at once.
+
+use crate::error::GatewayError;
+use crate::profile::{Credentials, Profile, SessionIds};
+use actix::prelude::*;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Asks for a slot. Answered at once: either a signed [`Lease`] or a
+/// [`Ticket`] to wait on outside the actor.
+#[derive(Message)]
+#[rtype(result = "Result<Admission, GatewayError>")]
+pub struct Acquire {
+    /// The request starts a new user turn (new conversation id).
+    pub starts_turn: bool,
+}
+
+/// Turns a permit won with a [`Ticket`] into a signed lease.
+#[derive(Message)]
+#[rtype(result = "Lease")]
+pub struct Sign {
+    pub permit: SlotPermit,
+    pub starts_turn: bool,
+}
+
+/// New credentials (refresh, re-import); used from the next request on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdateCredentials(pub Credentials);
+
+/// Stops the actor (account deleted). Leases already out stay valid.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+pub enum Admission {
+    Ready(Lease),
+    Queued(Ticket),
+}
+
+/// Everything a handler needs to make one upstream call.
+pub struct Lease {
+    pub permit: SlotPermit,
+    pub account_id: Arc<str>,
+    pub profile: Profile,
+    pub credentials_auth: crate::store::AuthType,
+    pub url: Arc<str>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// A place in the account's wait queue. Dropping it leaves the queue.
+pub struct Ticket {
+    wait: Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>,
+    _place: QueuePlace,
+    stats: Arc<SlotStats>,
+    pub timeout: Duration,
+    pub retry_after: u64,
+}
+
+impl Ticket {
+    /// Waits for a slot, up to the queue timeout.
+    pub async fn wait(self, account: &str) -> Result<SlotPermit, GatewayError> {
+        let retry_after = self.retry_after;
+        match tokio::time::timeout(self.timeout, self.wait).await {
+            Ok(Some(permit)) => Ok(SlotPermit::new(permit, self.stats.clone())),
+            Ok(None) => Err(GatewayError::Unavailable(format!(
+                "account {account} was removed"
+            ))),
+            Err(_) => Err(GatewayError::QueueTimeout {
+                account: account.to_string(),
+                retry_after,
+            }),
+        }
+    }
+}
+
+/// Counters shared by the actor, its permits and the metrics/health views.
+#[derive(Debug, Default)]
+pub struct SlotStats {
+    pub cap: usize,
+    in_flight: AtomicUsize,
+    waiting: AtomicUsize,
+    /// Moving average of how long a slot is held, in milliseconds.
+    avg_hold_ms: AtomicU64,
+}
+
+impl SlotStats {
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    fn record_hold(&self, held: Duration) {
+        let ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
+        let old = self.avg_hold_ms.load(Ordering::Relaxed);
+        let new = if old == 0 { ms } else { (old * 7 + ms) / 8 };
+        self.avg_hold_ms.store(new, Ordering::Relaxed);
+    }
+
+    /// Seconds until a request joining the queue now would likely be served.
+    fn retry_after(&self) -> u64 {
+        let hold = self.avg_hold_ms.load(Ordering::Relaxed).max(1000);
+        let ahead = self.waiting() as u64 + 1;
+        let cap = self.cap.max(1) as u64;
+        (hold * ahead / cap / 1000).clamp(1, 600)
+    }
+}
+
+/// One held concurrency slot. Dropping it frees the slot.
+pub struct SlotPermit {
+    _permit: OwnedSemaphorePermit,
+    since: Instant,
+    stats: Arc<SlotStats>,
+}
+
+impl SlotPermit {
+    fn new(permit: OwnedSemaphorePermit, stats: Arc<SlotStats>) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            _permit: permit,
+            since: Instant::now(),
+            stats,
+        }
+    }
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.stats.record_hold(self.since.elapsed());
+    }
+}
+
+struct QueuePlace(Arc<SlotStats>);
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub struct UpstreamActor {
+    account_id: Arc<str>,
+    credentials: Credentials,
+    profile: Profile,
+    url: Arc<str>,
+    ids: SessionIds,
+    slots: Arc<Semaphore>,
+    stats: Arc<SlotStats>,
+    queue_size: usize,
+    queue_timeout: Duration,
+}
+
+impl UpstreamActor {
+    pub fn new(
+        account_id: &str,
+        credentials: Credentials,
+        cap: usize,
+        queue_size: usize,
+        queue_timeout: Duration,
+    ) -> Self {
+        let cap = cap.max(1);
+        Self {
+            account_id: Arc::from(account_id),
+            profile: Profile::for_auth(credentials.auth_type),
+            url: Arc::from(Profile::chat_url(&credentials.base_url)),
+            credentials,
+            ids: SessionIds::new(),
+            slots: Arc::new(Semaphore::new(cap)),
+            stats: Arc::new(SlotStats {
+                cap,
+                ..SlotStats::default()
+            }),
+            queue_size,
+            queue_timeout,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<SlotStats> {
+        self.stats.clone()
+    }
+
+    fn lease(&mut self, permit: SlotPermit, starts_turn: bool) -> Lease {
+        if starts_turn {
+            self.ids.start_turn();
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        Lease {
+            permit,
+            account_id: self.account_id.clone(),
+            profile: self.profile,
+            credentials_auth: self.credentials.auth_type,
+            url: self.url.clone(),
+            headers: self
+                .profile
+                .request_headers(&self.credentials, &self.ids, now_ms),
+        }
+    }
+}
+
+impl Actor for UpstreamActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Bursts of requests for one account must not be refused by the
+        // mailbox before the queue policy even sees them.
+        ctx.set_mailbox_capacity(1024);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // Wake every waiter with "removed" instead of letting them time out.
+        self.slots.close();
+    }
+}
+
+impl Handler<Acquire> for UpstreamActor {
+    type Result = Result<Admission, GatewayError>;
+
+    /// A free slot gives a signed lease; otherwise a queue place, or 429 when the queue is full.
+    fn handle(&mut self, msg: Acquire, _ctx: &mut Self::Context) -> Self::Result {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            let permit = SlotPermit::new(permit, self.stats.clone());
+            return Ok(Admission::Ready(self.lease(permit, msg.starts_turn)));
+        }
+        if self.stats.waiting() >= self.queue_size {
+            return Err(GatewayError::QueueFull {
+                account: self.account_id.to_string(),
+                retry_after: self.stats.retry_after(),
+            });
+        }
+        self.stats.waiting.fetch_add(1, Ordering::Relaxed);
+        let place = QueuePlace(self.stats.clone());
+        let slots = self.slots.clone();
+        Ok(Admission::Queued(Ticket {
+            wait: Box::pin(async move { slots.acquire_owned().await.ok() }),
+            _place: place,
+            stats: self.stats.clone(),
+            timeout: self.queue_timeout,
+            retry_after: self.stats.retry_after(),
+        }))
+    }
+}
+
+impl Handler<Sign> for UpstreamActor {
+    type Result = MessageResult<Sign>;
+
+    /// Signs a request whose slot was won after waiting.
+    fn handle(&mut self, msg: Sign, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.lease(msg.permit, msg.starts_turn))
+    }
+}
+
+impl Handler<UpdateCredentials> for UpstreamActor {
+    type Result = ();
+
+    /// Swaps in new credentials; the session id stays.
+    fn handle(&mut self, msg: UpdateCredentials, _ctx: &mut Self::Context) {
+        self.profile = Profile::for_auth(msg.0.auth_type);
+        self.url = Arc::from(Profile::chat_url(&msg.0.base_url));
+        self.credentials = msg.0;
+    }
+}
+
+impl Handler<Retire> for UpstreamActor {
+    type Result = ();
+
+    /// Stops taking requests.
+    fn handle(&mut self, _msg: Retire, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests;

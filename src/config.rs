@@ -1,0 +1,270 @@
+//! Every setting of `serve`, with its environment variable, default and check.
+//! clap reads flags, then the environment (after `.env` is loaded), then the
+//! default; a bad value stops the program with a message naming the variable.
+
+use clap::Args;
+use std::net::IpAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "IFLOW_HOST", default_value = "0.0.0.0", value_parser = parse_with("IFLOW_HOST", |s| s.parse::<IpAddr>().map_err(|e| e.to_string())))]
+    pub host: IpAddr,
+
+    /// Port to listen on (0 picks a free port and logs it).
+    #[arg(long, env = "IFLOW_PORT", default_value = "28000", value_parser = parse_with("IFLOW_PORT", |s| s.parse::<u16>().map_err(|e| e.to_string())))]
+    pub port: u16,
+
+    /// HTTP worker threads (0 = one per CPU core).
+    #[arg(long, env = "IFLOW_WORKERS", default_value = "0", value_parser = parse_with("IFLOW_WORKERS", |s| int_in(s, 0, 1024)))]
+    pub workers: usize,
+
+    /// Upstream calls in flight per account at once.
+    #[arg(long, env = "IFLOW_CONCURRENCY", default_value = "1", value_parser = parse_with("IFLOW_CONCURRENCY", |s| int_in(s, 1, 10_000)))]
+    pub concurrency: usize,
+
+    /// Requests that may wait for a busy account before new ones get 429.
+    #[arg(long, env = "IFLOW_QUEUE_SIZE", default_value = "64", value_parser = parse_with("IFLOW_QUEUE_SIZE", |s| int_in(s, 0, 1_000_000)))]
+    pub queue_size: usize,
+
+    /// Longest wait for a free slot before the request gets 429.
+    #[arg(long, env = "IFLOW_QUEUE_TIMEOUT", default_value = "60s", value_parser = parse_with("IFLOW_QUEUE_TIMEOUT", duration))]
+    pub queue_timeout: Duration,
+
+    /// Proxy for upstream calls: http://[user:pass@]host:port or socks5://host:port.
+    #[arg(long, env = "IFLOW_UPSTREAM_PROXY", default_value = "", value_parser = parse_with("IFLOW_UPSTREAM_PROXY", proxy_url))]
+    pub upstream_proxy: MaybeProxy,
+
+    /// Pass `reasoning_content` through (true) or fold it into `content` (false).
+    #[arg(long, env = "IFLOW_PRESERVE_REASONING_CONTENT", default_value = "true", value_parser = parse_with("IFLOW_PRESERVE_REASONING_CONTENT", boolean), action = clap::ArgAction::Set)]
+    pub preserve_reasoning_content: bool,
+
+    /// TCP (and TLS handshake) timeout for upstream connections.
+    #[arg(long, env = "IFLOW_UPSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_with("IFLOW_UPSTREAM_CONNECT_TIMEOUT", duration))]
+    pub upstream_connect_timeout: Duration,
+
+    /// Longest wait for the upstream's reply head; a non-stream reply comes
+    /// only when the model is done, so this is minutes, not seconds.
+    #[arg(long, env = "IFLOW_UPSTREAM_TIMEOUT", default_value = "10m", value_parser = parse_with("IFLOW_UPSTREAM_TIMEOUT", duration))]
+    pub upstream_timeout: Duration,
+
+    /// Longest silence of an upstream stream, and longest time a client may
+    /// leave a stream unread, before the stream is ended.
+    #[arg(long, env = "IFLOW_STREAM_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_with("IFLOW_STREAM_IDLE_TIMEOUT", duration))]
+    pub stream_idle_timeout: Duration,
+
+    /// SSE comment sent to the client while the upstream is silent.
+    #[arg(long, env = "IFLOW_SSE_KEEPALIVE", default_value = "15s", value_parser = parse_with("IFLOW_SSE_KEEPALIVE", duration))]
+    pub sse_keepalive: Duration,
+
+    /// Largest accepted request body (bytes; KiB/MiB suffixes allowed).
+    #[arg(long, env = "IFLOW_MAX_BODY_BYTES", default_value = "32MiB", value_parser = parse_with("IFLOW_MAX_BODY_BYTES", byte_size))]
+    pub max_body_bytes: usize,
+
+    /// Largest accepted non-stream upstream reply, and longest stream line.
+    #[arg(long, env = "IFLOW_MAX_RESPONSE_BYTES", default_value = "64MiB", value_parser = parse_with("IFLOW_MAX_RESPONSE_BYTES", byte_size))]
+    pub max_response_bytes: usize,
+
+    /// Time a client has to send its request head.
+    #[arg(long, env = "IFLOW_CLIENT_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_with("IFLOW_CLIENT_HEADER_TIMEOUT", duration))]
+    pub client_header_timeout: Duration,
+
+    /// Time a client has to send its whole request body.
+    #[arg(long, env = "IFLOW_CLIENT_BODY_TIMEOUT", default_value = "60s", value_parser = parse_with("IFLOW_CLIENT_BODY_TIMEOUT", duration))]
+    pub client_body_timeout: Duration,
+
+    /// How long an idle client connection is kept open.
+    #[arg(long, env = "IFLOW_CLIENT_KEEPALIVE", default_value = "75s", value_parser = parse_with("IFLOW_CLIENT_KEEPALIVE", duration))]
+    pub client_keepalive: Duration,
+
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
+    #[arg(long, env = "IFLOW_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_with("IFLOW_SHUTDOWN_TIMEOUT", duration))]
+    pub shutdown_timeout: Duration,
+
+    /// How often in-memory usage counters are written to the account files.
+    #[arg(long, env = "IFLOW_USAGE_FLUSH_INTERVAL", default_value = "10s", value_parser = parse_with("IFLOW_USAGE_FLUSH_INTERVAL", duration))]
+    pub usage_flush_interval: Duration,
+
+    /// How often the account directory is re-read for changes made by the CLI.
+    #[arg(long, env = "IFLOW_STORE_RESCAN_INTERVAL", default_value = "5s", value_parser = parse_with("IFLOW_STORE_RESCAN_INTERVAL", duration))]
+    pub store_rescan_interval: Duration,
+}
+
+/// An alias, not `Option<ProxyUrl>` written out, so clap treats the field as
+/// a plain value whose empty default means "no proxy".
+pub type MaybeProxy = Option<ProxyUrl>;
+
+/// A validated upstream proxy address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyUrl {
+    pub scheme: ProxyScheme,
+    pub host: String,
+    pub port: u16,
+    /// `user:password` for HTTP proxies that need Basic auth.
+    pub credentials: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyScheme {
+    Http,
+    Socks5,
+}
+
+/// Wraps a parser so its error names the environment variable.
+pub fn parse_with<T, F>(
+    var: &'static str,
+    parse: F,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    F: Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static,
+{
+    move |raw| parse(raw.trim()).map_err(|e| format!("{var}: {e}"))
+}
+
+fn int_in(s: &str, min: usize, max: usize) -> Result<usize, String> {
+    let v: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))?;
+    if v < min || v > max {
+        return Err(format!("{v} is outside {min}..={max}"));
+    }
+    Ok(v)
+}
+
+/// `30s`, `5m`, `24h`, `250ms`, or a bare number of seconds.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("{s:?} is not a duration like 30s or 5m ({e})"))?,
+    };
+    if d.is_zero() {
+        return Err("must be longer than 0".into());
+    }
+    Ok(d)
+}
+
+/// `true/false`, `1/0`, `yes/no`, `on/off`.
+pub fn boolean(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("{s:?} is not true or false")),
+    }
+}
+
+/// A byte count: `1048576`, `512KiB`, `32MiB`, `1GiB` (also KB/MB/GB, as powers of 1000).
+pub fn byte_size(s: &str) -> Result<usize, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 1048576 or 32MiB"))?;
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown size unit {other:?}")),
+    };
+    let v = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if v == 0 {
+        return Err("must be larger than 0".into());
+    }
+    Ok(v)
+}
+
+/// Empty means "no proxy".
+fn proxy_url(s: &str) -> Result<Option<ProxyUrl>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+    let scheme = match url.scheme() {
+        "http" => ProxyScheme::Http,
+        "socks5" | "socks5h" => ProxyScheme::Socks5,
+        other => {
+            return Err(format!(
+                "proxy scheme {other:?} is not supported (http, socks5)"
+            ));
+        }
+    };
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("{s:?} has no host"))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(match scheme {
+        ProxyScheme::Http => 80,
+        ProxyScheme::Socks5 => 1080,
+    });
+    let credentials = (!url.username().is_empty()).then(|| {
+        let decode = |v: &str| {
+            url::form_urlencoded::parse(format!("x={v}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        (
+            decode(url.username()),
+            decode(url.password().unwrap_or_default()),
+        )
+    });
+    Ok(Some(ProxyUrl {
+        scheme,
+        host,
+        port,
+        credentials,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_sizes_and_booleans() {
+        assert_eq!(duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(duration("45"), Ok(Duration::from_secs(45)));
+        assert!(duration("soon").is_err());
+        assert!(duration("0s").is_err());
+        assert_eq!(byte_size("32MiB"), Ok(32 << 20));
+        assert_eq!(byte_size("1000"), Ok(1000));
+        assert!(byte_size("0").is_err());
+        assert!(byte_size("12XB").is_err());
+        assert_eq!(boolean("FALSE"), Ok(false));
+        assert!(boolean("maybe").is_err());
+    }
+
+    #[test]
+    fn proxies() {
+        assert_eq!(proxy_url(""), Ok(None));
+        let p = proxy_url("http://u%40x:p%3As@127.0.0.1:3128")
+            .expect("valid")
+            .expect("some");
+        assert_eq!(p.scheme, ProxyScheme::Http);
+        assert_eq!((p.host.as_str(), p.port), ("127.0.0.1", 3128));
+        assert_eq!(p.credentials, Some(("u@x".into(), "p:s".into())));
+        let s = proxy_url("socks5://localhost")
+            .expect("valid")
+            .expect("some");
+        assert_eq!((s.scheme, s.port), (ProxyScheme::Socks5, 1080));
+        assert!(proxy_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let p = parse_with("IFLOW_CONCURRENCY", |s| int_in(s, 1, 10));
+        assert_eq!(
+            p("0").expect_err("bad"),
+            "IFLOW_CONCURRENCY: 0 is outside 1..=10"
+        );
+    }
+}

@@ -1,0 +1,257 @@
+//! Relays the upstream reply to the client: a whole JSON completion, or an
+//! SSE stream forwarded chunk by chunk as it arrives.
+//!
+//! A stream is driven by a pump task on the worker that owns the upstream
+//! response and the account's slot permit. It ends, dropping both, when the
+//! upstream finishes, when the client goes away (the receiver is dropped) or
+//! stops reading for the idle timeout, or when the upstream is silent for the
+//! idle timeout. While the upstream is silent it sends keep-alive comments.
+
+use crate::actors::upstream::Lease;
+use crate::error::GatewayError;
+use crate::openai::normalize;
+use crate::openai::sse::SseDecoder;
+use crate::openai::stream::{KEEPALIVE, StreamShaper};
+use crate::profile::UpstreamFault;
+use actix_web::HttpResponse;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::web::{Bytes, BytesMut};
+use awc::error::PayloadError;
+use futures::{Stream, StreamExt};
+use serde_json::Value;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Error replies are read only this far: enough for any message.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+pub struct RelayOptions {
+    pub preserve_reasoning: bool,
+    pub max_response_bytes: usize,
+    pub idle_timeout: Duration,
+    pub keepalive: Duration,
+    pub body_timeout: Duration,
+}
+
+/// The parts of an upstream reply the relay reads.
+pub trait UpstreamBody: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static {}
+impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static> UpstreamBody for S {}
+
+/// Reads an error reply (status not 2xx) and turns it into the client's error.
+async fn fail_with_status<S: UpstreamBody>(
+    mut resp: awc::ClientResponse<S>,
+    lease: &Lease,
+) -> GatewayError {
+    let status = resp.status().as_u16();
+    let retry_after = header_text(resp.headers(), header::RETRY_AFTER);
+    let body = resp
+        .body()
+        .limit(ERROR_BODY_LIMIT)
+        .await
+        .unwrap_or_default();
+    GatewayError::upstream(
+        &lease.account_id,
+        lease.profile.classify_status(status, retry_after, &body),
+    )
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn body_error(account: &str, e: PayloadError, limit: usize, timeout: Duration) -> GatewayError {
+    let fault = match e {
+        PayloadError::Overflow => {
+            UpstreamFault::InvalidResponse(format!("reply larger than {limit} bytes"))
+        }
+        PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            UpstreamFault::Timeout(timeout)
+        }
+        other => UpstreamFault::StreamInterrupted(other.to_string()),
+    };
+    GatewayError::upstream(account, fault)
+}
+
+/// A non-stream completion: checked for iFlow's "200 with an error body",
+/// shaped, and sent whole.
+pub async fn complete<S: UpstreamBody>(
+    resp: awc::ClientResponse<S>,
+    lease: Lease,
+    opts: &RelayOptions,
+) -> Result<HttpResponse, GatewayError> {
+    if !resp.status().is_success() {
+        return Err(fail_with_status(resp, &lease).await);
+    }
+    let mut resp = resp.timeout(opts.body_timeout);
+    let account = &lease.account_id;
+    let body = resp
+        .body()
+        .limit(opts.max_response_bytes)
+        .await
+        .map_err(|e| body_error(account, e, opts.max_response_bytes, opts.body_timeout))?;
+    drop(lease.permit);
+    let mut reply: Value = serde_json::from_slice(&body).map_err(|e| {
+        GatewayError::upstream(
+            account,
+            UpstreamFault::InvalidResponse(format!("reply is not JSON: {e}")),
+        )
+    })?;
+    if let Some(fault) = lease.profile.classify_body(&reply) {
+        return Err(GatewayError::upstream(account, fault));
+    }
+    let has_choices = reply
+        .get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(|c| !c.is_empty());
+    if !has_choices {
+        return Err(GatewayError::upstream(
+            account,
+            UpstreamFault::InvalidResponse("reply has no choices".into()),
+        ));
+    }
+    normalize::completion(&mut reply, opts.preserve_reasoning);
+    let bytes = serde_json::to_vec(&reply).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(bytes))
+}
+
+/// A stream: the reply head is checked now (so an error still gets a proper
+/// status), then a pump task forwards the events.
+pub async fn stream<S: UpstreamBody>(
+    resp: awc::ClientResponse<S>,
+    lease: Lease,
+    wants_usage: bool,
+    opts: RelayOptions,
+) -> Result<HttpResponse, GatewayError> {
+    if !resp.status().is_success() {
+        return Err(fail_with_status(resp, &lease).await);
+    }
+    let content_type = header_text(resp.headers(), header::CONTENT_TYPE).unwrap_or_default();
+    if content_type.contains("json") {
+        // iFlow answers some failures with a JSON body and status 200 even to a
+        // stream request; the official client would show an empty stream.
+        let account = lease.account_id.clone();
+        let mut resp = resp;
+        let body = resp
+            .body()
+            .limit(ERROR_BODY_LIMIT)
+            .await
+            .unwrap_or_default();
+        let fault = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| lease.profile.classify_body(&v))
+            .unwrap_or_else(|| {
+                UpstreamFault::InvalidResponse("expected an event stream, got a JSON reply".into())
+            });
+        return Err(GatewayError::upstream(&account, fault));
+    }
+
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let shaper = StreamShaper::new(lease.profile, opts.preserve_reasoning, wants_usage);
+    actix_web::rt::spawn(pump(resp, tx, lease, shaper, opts));
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(EventStream(rx)))
+}
+
+async fn pump<S: UpstreamBody>(
+    mut upstream: S,
+    tx: mpsc::Sender<Bytes>,
+    lease: Lease,
+    mut shaper: StreamShaper,
+    opts: RelayOptions,
+) {
+    let account = lease.account_id.clone();
+    let started = Instant::now();
+    let mut decoder = SseDecoder::new(opts.max_response_bytes);
+    let mut last_upstream = Instant::now();
+    let mut out = BytesMut::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = tx.closed() => {
+                log::debug!("account {account}: client left the stream");
+                break;
+            }
+            next = tokio::time::timeout(opts.keepalive, upstream.next()) => next,
+        };
+        match next {
+            Err(_) if last_upstream.elapsed() >= opts.idle_timeout => {
+                let fault = UpstreamFault::Timeout(opts.idle_timeout);
+                shaper.fail(&GatewayError::upstream(&account, fault), &mut out);
+            }
+            Err(_) => out.extend_from_slice(KEEPALIVE),
+            Ok(Some(Ok(bytes))) => {
+                last_upstream = Instant::now();
+                match decoder.feed(&bytes) {
+                    Ok(()) => {
+                        while let Some(item) = decoder.next_item() {
+                            shaper.on_item(item, &mut out, &account);
+                        }
+                    }
+                    Err(e) => {
+                        let fault = UpstreamFault::InvalidResponse(e.to_string());
+                        shaper.fail(&GatewayError::upstream(&account, fault), &mut out);
+                    }
+                }
+            }
+            Ok(Some(Err(e))) => {
+                let fault = UpstreamFault::StreamInterrupted(e.to_string());
+                shaper.fail(&GatewayError::upstream(&account, fault), &mut out);
+            }
+            Ok(None) => {
+                if let Some(item) = decoder.finish() {
+                    shaper.on_item(item, &mut out, &account);
+                }
+                shaper.on_eof(&mut out);
+            }
+        }
+        if !out.is_empty() {
+            let chunk = out.split().freeze();
+            // A client that stops reading blocks this send; give up after the
+            // idle timeout so the account's slot is not held forever.
+            match tokio::time::timeout(opts.idle_timeout, tx.send(chunk)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    log::warn!("account {account}: client stopped reading; stream ended");
+                    break;
+                }
+            }
+        }
+        if shaper.is_done() {
+            break;
+        }
+    }
+    match &shaper.error {
+        Some(e) => log::warn!(
+            "account {account}: stream ended with an error after {} chunks: {e}",
+            shaper.chunks
+        ),
+        None => log::debug!(
+            "account {account}: stream done, {} chunks in {:?}",
+            shaper.chunks,
+            started.elapsed()
+        ),
+    }
+    drop(lease);
+}
+
+/// The client side of the pump's channel.
+struct EventStream(mpsc::Receiver<Bytes>);
+
+impl Stream for EventStream {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|item| item.map(Ok))
+    }
+}

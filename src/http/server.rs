@@ -1,0 +1,96 @@
+//! Starts the gateway: the actors, then the HTTP server with one upstream
+//! client per worker; on SIGINT/SIGTERM it drains requests and writes usage.
+
+use super::{AppState, access_log, client, routes};
+use crate::actors::registry::{AccountRegistry, FlushUsage, RegistrySettings};
+use crate::config::Config;
+use crate::store::{AccountStore, StoreError};
+use actix::Actor;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("account store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Run(std::io::Error),
+}
+
+/// rustls needs a process-wide crypto provider; ring is the one we build.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub async fn serve(config: Config, data_dir: &Path) -> Result<(), ServeError> {
+    install_crypto_provider();
+    let store = AccountStore::open(data_dir)?;
+    let registry = AccountRegistry::new(
+        store,
+        RegistrySettings {
+            concurrency: config.concurrency,
+            queue_size: config.queue_size,
+            queue_timeout: config.queue_timeout,
+            flush_interval: Some(config.usage_flush_interval),
+            rescan_interval: Some(config.store_rescan_interval),
+        },
+    )?;
+    let directory = registry.directory();
+    let accounts = directory.load().len();
+    let registry = registry.start();
+
+    let config = Arc::new(config);
+    let state = web::Data::new(AppState {
+        config: config.clone(),
+        directory,
+        registry: registry.clone(),
+    });
+    let factory_config = config.clone();
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let addr = format!("{}:{}", config.host, config.port);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::Data::new(client::build(&factory_config)))
+            .wrap(from_fn(access_log))
+            .configure(routes)
+    })
+    .workers(workers)
+    .client_request_timeout(config.client_header_timeout)
+    .client_disconnect_timeout(Duration::from_secs(5))
+    .keep_alive(config.client_keepalive)
+    .shutdown_timeout(config.shutdown_timeout.as_secs())
+    .backlog(2048)
+    .bind((config.host, config.port))
+    .map_err(|source| ServeError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    for bound in server.addrs() {
+        log::info!(
+            "iflow-actix {} listening on http://{bound} ({accounts} accounts, {workers} workers, data in {})",
+            env!("CARGO_PKG_VERSION"),
+            data_dir.display()
+        );
+    }
+    server.run().await.map_err(ServeError::Run)?;
+
+    log::info!("stopped accepting requests; writing usage counters");
+    match registry.send(FlushUsage).await {
+        Ok(Ok(n)) => log::info!("usage written for {n} accounts"),
+        Ok(Err(e)) => log::error!("usage counters could not be written: {e}"),
+        Err(e) => log::error!("registry unavailable at shutdown: {e}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! The `iflow-actix` binary: load `.env`, parse the command line, dispatch.
+
+use clap::Parser;
+use iflow_actix::cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("error: cannot read .env: {e}");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse();
+    init_logging(cli.log_level);
+    let result = match cli.command {
+        Command::Version => {
+            write_line(&format!("iflow-actix {}", env!("CARGO_PKG_VERSION")));
+            Ok(())
+        }
+        Command::Serve(config) => actix_web::rt::System::new()
+            .block_on(iflow_actix::http::server::serve(*config, &cli.data_dir))
+            .map_err(|e| e.to_string()),
+        Command::Token(cmd) => actix_web::rt::System::new()
+            .block_on(iflow_actix::cli::token::run(cmd, &cli.data_dir))
+            .map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_line(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
+
+fn init_logging(level: log::LevelFilter) {
+    let mut builder = env_logger::Builder::new();
+    match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => builder.parse_filters(&spec),
+        _ => builder.filter_level(level),
+    };
+    builder.format_timestamp_millis().init();
+}

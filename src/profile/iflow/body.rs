@@ -1,0 +1,227 @@
+//! Per-model request-body rules of the official 0.5.19 client (protocol
+//! section 5), applied on top of everything the client sent. Where the official
+//! client takes a value from its settings (temperature, output limit, thinking
+//! switch), the client's explicit value plays that role; where it forces one
+//! (GLM, Kimi-K2.5, ROME), it is forced here too.
+
+use super::models::{ReasoningLevel, ThinkingFamily, output_limit, thinking_family};
+use serde_json::{Map, Value, json};
+
+/// The official default temperature (settings key `temperature`).
+pub const DEFAULT_TEMPERATURE: f64 = 0.6;
+
+/// The thinking switch a request asks for; on at level low by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thinking {
+    pub enabled: bool,
+    pub level: ReasoningLevel,
+}
+
+/// Reads the client's thinking switch: `reasoning_effort`, `thinking`,
+/// `enable_thinking` or `chat_template_kwargs.enable_thinking`.
+pub fn requested_thinking(body: &Map<String, Value>) -> Thinking {
+    let mut t = Thinking {
+        enabled: true,
+        level: ReasoningLevel::Low,
+    };
+    if let Some(effort) = body.get("reasoning_effort").and_then(Value::as_str) {
+        match effort.to_ascii_lowercase().as_str() {
+            "none" | "minimal" | "off" => t.enabled = false,
+            "medium" => t.level = ReasoningLevel::Medium,
+            "high" | "xhigh" => t.level = ReasoningLevel::High,
+            _ => {}
+        }
+    }
+    let switch = match body.get("thinking") {
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::Object(o)) => match o.get("type").and_then(Value::as_str) {
+            Some("enabled") => Some(true),
+            Some("disabled") => Some(false),
+            _ => o.get("enabled").and_then(Value::as_bool),
+        },
+        _ => None,
+    }
+    .or_else(|| body.get("enable_thinking").and_then(Value::as_bool))
+    .or_else(|| {
+        body.get("chat_template_kwargs")
+            .and_then(|k| k.get("enable_thinking"))
+            .and_then(Value::as_bool)
+    });
+    if let Some(on) = switch {
+        t.enabled = on;
+    }
+    t
+}
+
+/// Rewrites `body` for the iFlow upstream. `iflow_auth` is true for the
+/// `oauth-iflow` and `iflow` auth types (the glm-4.6 rename depends on it).
+pub fn apply(body: &mut Map<String, Value>, iflow_auth: bool, stream: bool) {
+    let mut model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+
+    if iflow_auth && model == "glm-4.6" {
+        model = "glm-4.6-exp".into();
+    }
+
+    if stream {
+        body.insert("stream".into(), Value::Bool(true));
+        let options = body
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !options.is_object() {
+            *options = Value::Object(Map::new());
+        }
+        if let Value::Object(o) = options {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    } else {
+        body.remove("stream_options");
+    }
+
+    if body.get("temperature").is_none_or(Value::is_null) {
+        body.insert("temperature".into(), json!(DEFAULT_TEMPERATURE));
+    }
+
+    let thinking = requested_thinking(body);
+    apply_thinking(body, &mut model, thinking);
+    body.insert("model".into(), Value::String(model.clone()));
+
+    let lower = model.to_ascii_lowercase();
+    if lower.contains("glm-4.7") || lower.contains("glm-5") {
+        body.insert("temperature".into(), json!(1));
+        body.insert("top_p".into(), json!(0.95));
+    }
+
+    let client_limit = ["max_new_tokens", "max_tokens", "max_completion_tokens"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_u64).filter(|v| *v > 0));
+    let limit = client_limit.unwrap_or_else(|| output_limit(&model));
+    body.insert("max_new_tokens".into(), json!(limit));
+
+    let kimi_k25 = lower.starts_with("kimi-k2.5");
+    if kimi_k25 {
+        body.remove("temperature");
+        body.insert("top_p".into(), json!(0.95));
+        body.insert("n".into(), json!(1));
+        body.insert("presence_penalty".into(), json!(0));
+        body.insert("frequency_penalty".into(), json!(0));
+    }
+    let deepseek_with_max_tokens = lower.contains("deepseek") && lower != "deepseek-v3.2-reasoner";
+    if (kimi_k25 || deepseek_with_max_tokens) && body.get("max_tokens").is_none_or(Value::is_null) {
+        body.insert("max_tokens".into(), json!(limit));
+    }
+
+    if body.get("stop").is_some_and(is_empty_value) {
+        body.remove("stop");
+    }
+    if body.get("tools").is_some_and(is_empty_value) {
+        body.remove("tools");
+    }
+    if !body.contains_key("tools") {
+        body.remove("tool_choice");
+    } else if kimi_k25 && thinking.enabled && body.get("tool_choice").is_none_or(Value::is_null) {
+        body.insert("tool_choice".into(), json!("auto"));
+    }
+
+    if model == "iFlow-ROME-30BA3B" {
+        body.insert("temperature".into(), json!(0.7));
+        body.insert("top_p".into(), json!(0.8));
+        body.insert("top_k".into(), json!(20));
+    }
+}
+
+fn apply_thinking(body: &mut Map<String, Value>, model: &mut String, t: Thinking) {
+    let on = t.enabled;
+    match thinking_family(model) {
+        ThinkingFamily::O1 => {
+            if on && t.level != ReasoningLevel::Low {
+                body.insert("reasoning".into(), json!(true));
+            }
+        }
+        ThinkingFamily::DeepSeek => {
+            if on {
+                body.insert("thinking_mode".into(), json!(true));
+                if t.level != ReasoningLevel::Low {
+                    body.insert("reasoning".into(), json!(true));
+                }
+                if model == "deepseek-v3.2-chat" {
+                    *model = "deepseek-v3.2-reasoner".into();
+                }
+            }
+        }
+        ThinkingFamily::Glm47 => set_template_thinking(body, on),
+        ThinkingFamily::Glm5 => {
+            set_template_thinking(body, on);
+            body.insert("enable_thinking".into(), json!(on));
+            body.insert("thinking".into(), json!({ "type": enabled_word(on) }));
+        }
+        ThinkingFamily::Glm | ThinkingFamily::Claude => {
+            if on {
+                set_template_thinking(body, true);
+            }
+        }
+        ThinkingFamily::Claude35Sonnet => {
+            if on {
+                let (tokens, level) = match t.level {
+                    ReasoningLevel::Low => (2000, "low"),
+                    ReasoningLevel::Medium => (10000, "medium"),
+                    ReasoningLevel::High => (31999, "high"),
+                };
+                body.insert(
+                    "thinking".into(),
+                    json!({ "enabled": true, "max_tokens": tokens, "reasoning_level": level }),
+                );
+            }
+        }
+        ThinkingFamily::Reasoning => {
+            if on {
+                body.insert("reasoning".into(), json!(true));
+            }
+        }
+        ThinkingFamily::KimiK25 => {
+            body.insert("thinking".into(), json!({ "type": enabled_word(on) }));
+        }
+        ThinkingFamily::Thinking => {
+            if on {
+                body.insert("thinking_mode".into(), json!(true));
+            }
+        }
+        ThinkingFamily::Mimo => {
+            if on {
+                body.insert("thinking".into(), json!({ "type": "enabled" }));
+            }
+        }
+        ThinkingFamily::Qwen4b | ThinkingFamily::None => {}
+    }
+}
+
+fn set_template_thinking(body: &mut Map<String, Value>, on: bool) {
+    let kwargs = body
+        .entry("chat_template_kwargs")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !kwargs.is_object() {
+        *kwargs = Value::Object(Map::new());
+    }
+    if let Value::Object(k) = kwargs {
+        k.insert("enable_thinking".into(), json!(on));
+    }
+}
+
+fn enabled_word(on: bool) -> &'static str {
+    if on { "enabled" } else { "disabled" }
+}
+
+fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! The iFlow model catalogue (protocol section 10), the thinking capability
+//! registry (5.3) and the output-limit table (5.4) of the official 0.5.19 client.
+
+/// One model offered by `GET /v1/models`.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelInfo {
+    pub id: &'static str,
+    pub label: &'static str,
+}
+
+/// The official picker, then legacy ids still accepted by older clients.
+pub const CATALOGUE: &[ModelInfo] = &[
+    ModelInfo {
+        id: "glm-4.7",
+        label: "GLM-4.7",
+    },
+    ModelInfo {
+        id: "iFlow-ROME-30BA3B",
+        label: "iFlow-ROME-30BA3B",
+    },
+    ModelInfo {
+        id: "deepseek-v3.2-chat",
+        label: "DeepSeek-V3.2",
+    },
+    ModelInfo {
+        id: "glm-5",
+        label: "GLM-5",
+    },
+    ModelInfo {
+        id: "qwen3-coder-plus",
+        label: "Qwen3-Coder-Plus",
+    },
+    ModelInfo {
+        id: "kimi-k2-thinking",
+        label: "Kimi-K2-Thinking",
+    },
+    ModelInfo {
+        id: "minimax-m2.5",
+        label: "MiniMax-M2.5",
+    },
+    ModelInfo {
+        id: "kimi-k2.5",
+        label: "Kimi-K2.5",
+    },
+    ModelInfo {
+        id: "kimi-k2-0905",
+        label: "Kimi-K2-0905",
+    },
+    ModelInfo {
+        id: "glm-4.6",
+        label: "GLM-4.6",
+    },
+    ModelInfo {
+        id: "kimi-k2",
+        label: "Kimi-K2",
+    },
+    ModelInfo {
+        id: "qwen3-max",
+        label: "Qwen3-Max",
+    },
+    ModelInfo {
+        id: "qwen3-vl-plus",
+        label: "Qwen3-VL-Plus",
+    },
+    ModelInfo {
+        id: "deepseek-v3.1",
+        label: "DeepSeek-V3.1",
+    },
+    ModelInfo {
+        id: "deepseek-r1",
+        label: "DeepSeek-R1",
+    },
+];
+
+/// How hard the model should think; the official default is `Low`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasoningLevel {
+    Low,
+    Medium,
+    High,
+}
+
+/// The thinking family a model name falls in: first match wins, in the
+/// official registry's order, on the lowercased name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThinkingFamily {
+    O1,
+    DeepSeek,
+    Glm47,
+    Glm5,
+    Glm,
+    Claude35Sonnet,
+    Claude,
+    Reasoning,
+    KimiK25,
+    Thinking,
+    Qwen4b,
+    Mimo,
+    None,
+}
+
+pub fn thinking_family(model: &str) -> ThinkingFamily {
+    let m = model.to_ascii_lowercase();
+    if m.starts_with("o1-preview") || m.starts_with("o1-mini") {
+        ThinkingFamily::O1
+    } else if m.contains("deepseek") {
+        ThinkingFamily::DeepSeek
+    } else if m.contains("glm-4.7") {
+        ThinkingFamily::Glm47
+    } else if m.contains("glm-5") {
+        ThinkingFamily::Glm5
+    } else if m.contains("glm-") {
+        ThinkingFamily::Glm
+    } else if m.starts_with("claude-3.5-sonnet") {
+        ThinkingFamily::Claude35Sonnet
+    } else if ["claude", "haiku", "sonnet", "opus"]
+        .iter()
+        .any(|k| m.contains(k))
+    {
+        ThinkingFamily::Claude
+    } else if m.contains("reasoning") {
+        ThinkingFamily::Reasoning
+    } else if m.starts_with("kimi-k2.5") {
+        ThinkingFamily::KimiK25
+    } else if m.contains("thinking") {
+        ThinkingFamily::Thinking
+    } else if m.find("qwen").is_some_and(|i| m[i..].contains("4b")) {
+        ThinkingFamily::Qwen4b
+    } else if m.contains("mimo-") {
+        ThinkingFamily::Mimo
+    } else {
+        ThinkingFamily::None
+    }
+}
+
+/// The default output limit (`max_new_tokens`) for a model name.
+pub fn output_limit(model: &str) -> u64 {
+    let m = model.to_ascii_lowercase();
+    let has = |k: &str| m.contains(k);
+    if has("kimi") {
+        if has("k2.5") { 32768 } else { 32000 }
+    } else if has("iflow-rome-30ba3b") || has("minimax") || has("mimo") {
+        64000
+    } else if has("glm") {
+        32000
+    } else if ["claude", "haiku", "sonnet", "opus"].iter().any(|k| has(k)) {
+        64000
+    } else if has("deepseek") {
+        if has("v3.2-reasoner") {
+            64000
+        } else if has("v3") {
+            8192
+        } else if has("r1") {
+            32000
+        } else {
+            8000
+        }
+    } else if has("qwen3") {
+        if has("coder") {
+            64000
+        } else if has("max-preview") {
+            32000
+        } else {
+            8192
+        }
+    } else if has("qwen") {
+        if has("max") || has("plus") {
+            8192
+        } else {
+            8000
+        }
+    } else if has("gpt") {
+        if has("32k") { 4096 } else { 16384 }
+    } else {
+        8000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_follow_registry_order() {
+        assert_eq!(
+            thinking_family("deepseek-v3.2-chat"),
+            ThinkingFamily::DeepSeek
+        );
+        assert_eq!(thinking_family("glm-4.7"), ThinkingFamily::Glm47);
+        assert_eq!(thinking_family("GLM-5"), ThinkingFamily::Glm5);
+        assert_eq!(thinking_family("glm-4.6-exp"), ThinkingFamily::Glm);
+        assert_eq!(thinking_family("kimi-k2.5"), ThinkingFamily::KimiK25);
+        assert_eq!(
+            thinking_family("kimi-k2-thinking"),
+            ThinkingFamily::Thinking
+        );
+        assert_eq!(thinking_family("QWen3-4B"), ThinkingFamily::Qwen4b);
+        assert_eq!(thinking_family("qwen3-coder-plus"), ThinkingFamily::None);
+        assert_eq!(thinking_family("minimax-m2.5"), ThinkingFamily::None);
+        assert_eq!(thinking_family("iFlow-ROME-30BA3B"), ThinkingFamily::None);
+        assert_eq!(
+            thinking_family("claude-3.5-sonnet-x"),
+            ThinkingFamily::Claude35Sonnet
+        );
+    }
+
+    #[test]
+    fn output_limits_match_the_official_table() {
+        let cases = [
+            ("kimi-k2.5", 32768),
+            ("kimi-k2-0905", 32000),
+            ("kimi-k2-thinking", 32000),
+            ("iFlow-ROME-30BA3B", 64000),
+            ("minimax-m2.5", 64000),
+            ("glm-5", 32000),
+            ("glm-4.6-exp", 32000),
+            ("deepseek-v3.2-reasoner", 64000),
+            ("deepseek-v3.2-chat", 8192),
+            ("deepseek-r1", 32000),
+            ("qwen3-coder-plus", 64000),
+            ("qwen3-max-preview", 32000),
+            ("qwen3-max", 8192),
+            ("qwen-max", 8192),
+            ("qwen-turbo", 8000),
+            ("unknown", 8000),
+        ];
+        for (model, limit) in cases {
+            assert_eq!(output_limit(model), limit, "{model}");
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The account record, one per JSON file, in the shape the Go `iflow-go` writes.
+//!
+//! Go serialises `time.Time` zero values as `0001-01-01T00:00:00Z` even with
+//! `omitempty`, so "no time" is read from that, from `null` or from a missing
+//! field, and written back as the Go zero value. Fields this version does not
+//! know are kept in `extra` and written back untouched.
+
+use crate::secret::Secret;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::str::FromStr;
+
+pub const DEFAULT_IFLOW_BASE_URL: &str = "https://apis.iflow.cn/v1";
+
+/// How the account authenticates upstream; selects the upstream profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthType {
+    /// iFlow account logged in with OAuth (tokens are refreshed).
+    OAuthIflow,
+    /// iFlow account with a plain API key.
+    Iflow,
+    /// Any OpenAI-compatible API: `Authorization: Bearer <key>`, no iFlow rules.
+    OpenAi,
+}
+
+impl AuthType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthType::OAuthIflow => "oauth-iflow",
+            AuthType::Iflow => "iflow",
+            AuthType::OpenAi => "openai",
+        }
+    }
+
+    pub fn is_iflow(self) -> bool {
+        matches!(self, AuthType::OAuthIflow | AuthType::Iflow)
+    }
+}
+
+impl fmt::Display for AuthType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AuthType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "oauth-iflow" => Ok(AuthType::OAuthIflow),
+            "iflow" => Ok(AuthType::Iflow),
+            "openai" => Ok(AuthType::OpenAi),
+            other => Err(format!(
+                "unknown auth_type {other:?} (expected oauth-iflow, iflow or openai)"
+            )),
+        }
+    }
+}
+
+impl Serialize for AuthType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AuthType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One stored account.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Account {
+    pub uuid: String,
+    pub api_key: Secret,
+    pub base_url: String,
+    pub auth_type: AuthType,
+    #[serde(default, skip_serializing_if = "Secret::is_empty")]
+    pub oauth_access_token: Secret,
+    #[serde(default, skip_serializing_if = "Secret::is_empty")]
+    pub oauth_refresh_token: Secret,
+    #[serde(default, with = "go_time")]
+    pub oauth_expires_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "go_time")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "go_time")]
+    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "go_time")]
+    pub last_used_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub request_count: u64,
+    /// Fields written by other versions or tools, preserved on rewrite.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Account {
+    /// A new account with a fresh uuid and the given credentials.
+    pub fn new(api_key: Secret, base_url: String, auth_type: AuthType, now: DateTime<Utc>) -> Self {
+        Self {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            api_key,
+            base_url,
+            auth_type,
+            oauth_access_token: Secret::default(),
+            oauth_refresh_token: Secret::default(),
+            oauth_expires_at: None,
+            created_at: Some(now),
+            updated_at: Some(now),
+            last_used_at: None,
+            request_count: 0,
+            extra: Map::new(),
+        }
+    }
+
+    /// Reads and checks one account file's content.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        let account: Account = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if uuid::Uuid::parse_str(&account.uuid).is_err() {
+            return Err(format!("uuid {:?} is not a valid UUID", account.uuid));
+        }
+        Ok(account)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising plain data to a Vec cannot fail; fall back to an empty
+        // object rather than panic if it ever did.
+        serde_json::to_vec_pretty(self).unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+/// `Option<DateTime<Utc>>` in Go's `time.Time` JSON form.
+mod go_time {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub const ZERO: &str = "0001-01-01T00:00:00Z";
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            None => s.serialize_str(ZERO),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        let raw: Option<String> = Option::deserialize(d)?;
+        match raw.as_deref() {
+            None | Some("") | Some(ZERO) => Ok(None),
+            Some(text) => DateTime::parse_from_rfc3339(text)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|e| serde::de::Error::custom(format!("bad time {text:?}: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GO_FILE: &str = r#"{
+  "uuid": "6f1c2a52-6c1d-4a8e-9a59-3f2b8f0f7a11",
+  "api_key": "sk-0123456789abcdef",
+  "base_url": "https://apis.iflow.cn/v1",
+  "auth_type": "oauth-iflow",
+  "oauth_expires_at": "0001-01-01T00:00:00Z",
+  "created_at": "2026-02-27T10:11:12.123456789Z",
+  "updated_at": "2026-02-27T10:11:12.123456789Z",
+  "last_used_at": "0001-01-01T00:00:00Z",
+  "request_count": 7
+}"#;
+
+    #[test]
+    fn reads_a_file_written_by_iflow_go() {
+        let a = Account::from_json(GO_FILE.as_bytes()).expect("parses");
+        assert_eq!(a.auth_type, AuthType::OAuthIflow);
+        assert_eq!(a.api_key.expose(), "sk-0123456789abcdef");
+        assert_eq!(a.oauth_expires_at, None);
+        assert_eq!(a.request_count, 7);
+        assert_eq!(
+            a.created_at.map(|t| t.timestamp_subsec_nanos()),
+            Some(123_456_789)
+        );
+    }
+
+    #[test]
+    fn round_trip_keeps_go_shape_and_unknown_fields() {
+        let mut v: Value = serde_json::from_str(GO_FILE).expect("json");
+        v["custom_note"] = Value::from("kept");
+        let a = Account::from_json(v.to_string().as_bytes()).expect("parses");
+        let back: Value = serde_json::from_slice(&a.to_json()).expect("json");
+        assert_eq!(back["custom_note"], "kept");
+        assert_eq!(back["oauth_expires_at"], "0001-01-01T00:00:00Z");
+        assert_eq!(back["created_at"], "2026-02-27T10:11:12.123456789Z");
+        assert!(back.get("oauth_access_token").is_none());
+    }
+
+    #[test]
+    fn rejects_unknown_auth_type_and_bad_uuid() {
+        let bad_type = GO_FILE.replace("oauth-iflow", "cookie");
+        let err = Account::from_json(bad_type.as_bytes()).expect_err("must fail");
+        assert!(err.contains("unknown auth_type"), "{err}");
+        let bad_uuid = GO_FILE.replace("6f1c2a52-6c1d-4a8e-9a59-3f2b8f0f7a11", "x");
+        assert!(Account::from_json(bad_uuid.as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+use super::*;
+use crate::secret::Secret;
+use chrono::Utc;
+use std::os::unix::fs::PermissionsExt;
+
+fn store() -> (tempfile::TempDir, AccountStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = AccountStore::open(dir.path()).expect("open");
+    (dir, store)
+}
+
+fn account(key: &str) -> Account {
+    Account::new(
+        Secret::new(key),
+        DEFAULT_IFLOW_BASE_URL.into(),
+        AuthType::Iflow,
+        Utc::now(),
+    )
+}
+
+#[test]
+fn create_writes_mode_0600_json_and_scan_reads_it_back() {
+    let (_d, store) = store();
+    let a = account("sk-aaaaaaaaaaaaaaaa");
+    store.create(&a).expect("create");
+    let meta = fs::metadata(store.path_of(&a.uuid)).expect("file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let scan = store.scan().expect("scan");
+    assert_eq!(scan.accounts, vec![a]);
+    assert!(scan.problems.is_empty());
+}
+
+#[test]
+fn broken_files_are_reported_and_never_rewritten() {
+    let (_d, store) = store();
+    let good = account("sk-good-good-good-good");
+    store.create(&good).expect("create");
+    let broken_uuid = "0b9c6f1e-2d3a-4c5b-8e7f-9a0b1c2d3e4f";
+    let broken = store.path_of(broken_uuid);
+    fs::write(&broken, b"{ not json").expect("write");
+    let unknown = store.path_of("1b9c6f1e-2d3a-4c5b-8e7f-9a0b1c2d3e4f");
+    let text = String::from_utf8(good.to_json())
+        .expect("utf8")
+        .replace(&good.uuid, "1b9c6f1e-2d3a-4c5b-8e7f-9a0b1c2d3e4f")
+        .replace("\"iflow\"", "\"cookie\"");
+    fs::write(&unknown, &text).expect("write");
+
+    let scan = store.scan().expect("scan");
+    assert_eq!(scan.accounts.len(), 1);
+    assert_eq!(scan.problems.len(), 2);
+    assert!(
+        scan.problems
+            .iter()
+            .any(|(p, r)| p == &unknown && r.contains("unknown auth_type"))
+    );
+
+    let err = store
+        .modify(broken_uuid, |a| a.request_count += 1)
+        .expect_err("broken file must not be modified");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert_eq!(fs::read(&broken).expect("read"), b"{ not json");
+    assert_eq!(fs::read_to_string(&unknown).expect("read"), text);
+}
+
+#[test]
+fn modify_applies_to_the_disk_version() {
+    let (_d, store) = store();
+    let a = account("sk-modify-modify-modify");
+    store.create(&a).expect("create");
+    // Another process bumps the counter behind our back...
+    let other = AccountStore::open(store.dir().parent().expect("parent")).expect("open");
+    other
+        .modify(&a.uuid, |x| x.request_count += 5)
+        .expect("other");
+    // ...and our delta lands on top of it, not on our stale copy.
+    let after = store
+        .modify(&a.uuid, |x| x.request_count += 2)
+        .expect("modify");
+    assert_eq!(after.request_count, 7);
+    assert_eq!(
+        store.load(&a.uuid).expect("load").map(|x| x.request_count),
+        Some(7)
+    );
+}
+
+#[test]
+fn upsert_by_api_key_updates_instead_of_duplicating() {
+    let (_d, store) = store();
+    let (first, created) = store
+        .upsert_by_api_key(account("sk-same-same-same-same"), |_| {})
+        .expect("first");
+    assert!(created);
+    let (second, created) = store
+        .upsert_by_api_key(account("sk-same-same-same-same"), |a| {
+            a.base_url = "https://mirror.example/v1".into()
+        })
+        .expect("second");
+    assert!(!created);
+    assert_eq!(first.uuid, second.uuid);
+    let scan = store.scan().expect("scan");
+    assert_eq!(scan.accounts.len(), 1);
+    assert_eq!(scan.accounts[0].base_url, "https://mirror.example/v1");
+}
+
+#[test]
+fn delete_removes_only_valid_uuids() {
+    let (_d, store) = store();
+    let a = account("sk-delete-delete-delete");
+    store.create(&a).expect("create");
+    assert!(!store.delete("../../etc/passwd").expect("delete"));
+    assert!(store.delete(&a.uuid).expect("delete"));
+    assert!(!store.delete(&a.uuid).expect("delete again"));
+    assert!(store.scan().expect("scan").accounts.is_empty());
+}
+
+#[test]
+fn no_temp_files_are_left_behind() {
+    let (_d, store) = store();
+    let a = account("sk-temp-temp-temp-temp");
+    store.create(&a).expect("create");
+    for _ in 0..20 {
+        store
+            .modify(&a.uuid, |x| x.request_count += 1)
+            .expect("modify");
+    }
+    let names: Vec<String> = fs::read_dir(store.dir())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != LOCK_FILE)
+        .collect();
+    assert_eq!(names, vec![format!("{}.json", a.uuid)]);
+}
+
+#[test]
+fn concurrent_modifies_lose_no_update() {
+    let (_d, store) = store();
+    let a = account("sk-race-race-race-race");
+    store.create(&a).expect("create");
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            let uuid = a.uuid.clone();
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    store
+                        .modify(&uuid, |x| x.request_count += 1)
+                        .expect("modify");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("join");
+    }
+    let count = store.load(&a.uuid).expect("load").map(|x| x.request_count);
+    assert_eq!(count, Some(100));
+}
