@@ -224,7 +224,7 @@ impl AccountRegistry {
             usage: Arc::new(UsageCounter::default()),
             slots,
         });
-        log::info!("account {}: loaded ({})", account.uuid, account.auth_type);
+        log::debug!("account {}: loaded ({})", account.uuid, account.auth_type);
         self.entries.insert(
             account.uuid.clone(),
             Entry {

@@ -71,7 +71,12 @@ impl AccountStore {
     /// Opens (creating if needed) `<data_dir>/accounts`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let dir = data_dir.join("accounts");
-        fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+            // Account files hold keys: keep the directory private too.
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .map_err(io_err("chmod", &dir))?;
+        }
         let store = Self { dir };
         store.remove_stale_temp_files();
         Ok(store)
