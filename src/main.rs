@@ -13,16 +13,18 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging(cli.log_level);
-    let result = match cli.command {
+    let mut cli = cli;
+    let command = std::mem::replace(&mut cli.command, Command::Version);
+    let result = match command {
         Command::Version => {
             write_line(&format!("iflow-actix {}", env!("CARGO_PKG_VERSION")));
             Ok(())
         }
         Command::Serve(config) => actix_web::rt::System::new()
-            .block_on(iflow_actix::http::server::serve(*config, &cli.data_dir))
+            .block_on(iflow_actix::http::server::serve(*config, &cli))
             .map_err(|e| e.to_string()),
         Command::Token(cmd) => actix_web::rt::System::new()
-            .block_on(iflow_actix::cli::token::run(cmd, &cli.data_dir))
+            .block_on(iflow_actix::cli::token::run(cmd, &cli))
             .map_err(|e| e.to_string()),
     };
     match result {
@@ -43,7 +45,10 @@ fn init_logging(level: log::LevelFilter) {
     let mut builder = env_logger::Builder::new();
     match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => builder.parse_filters(&spec),
-        _ => builder.filter_level(level),
+        // actix-server's start/stop chatter only helps when debugging.
+        _ => builder
+            .filter_level(level)
+            .filter_module("actix_server", level.min(log::LevelFilter::Warn)),
     };
     builder.format_timestamp_millis().init();
 }

@@ -8,9 +8,10 @@
 
 use crate::actors::store_worker::{StoreJob, StoreWorker};
 use crate::actors::upstream::{Retire, SlotStats, UpdateCredentials, UpstreamActor};
+use crate::oauth::TokenSet;
 use crate::profile::Credentials;
 use crate::secret::Secret;
-use crate::store::{Account, AccountStore, AuthType, Scan, StoreError};
+use crate::store::{Account, AccountState, AccountStore, AuthType, Scan, StoreError};
 use actix::prelude::*;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, TimeZone, Utc};
@@ -18,7 +19,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
@@ -31,10 +32,36 @@ pub struct Resolve(pub String);
 /// Adds an account for an API key, or updates the one that has it.
 #[derive(Message)]
 #[rtype(result = "Result<(AccountSummary, bool), StoreError>")]
-pub struct ImportKey {
+pub struct ImportAccount {
     pub api_key: Secret,
     pub base_url: String,
     pub auth_type: AuthType,
+    /// OAuth tokens of a login; `None` for a bare key.
+    pub tokens: Option<TokenSet>,
+}
+
+/// The stored account, as the registry knows it.
+#[derive(Message)]
+#[rtype(result = "Option<Account>")]
+pub struct GetAccount(pub String);
+
+/// Stores refreshed tokens (and a rotated API key) and hands the new
+/// credentials to the account's upstream actor at once.
+#[derive(Message)]
+#[rtype(result = "Result<Account, StoreError>")]
+pub struct ApplyRefresh {
+    pub uuid: String,
+    pub tokens: TokenSet,
+    /// A new non-empty key from user info; `None` keeps the current one.
+    pub api_key: Option<Secret>,
+}
+
+/// Records (or clears) a state that needs the user.
+#[derive(Message)]
+#[rtype(result = "Result<Account, StoreError>")]
+pub struct SetState {
+    pub uuid: String,
+    pub state: Option<AccountState>,
 }
 
 /// Every account, with usage not yet flushed included.
@@ -70,10 +97,11 @@ pub struct RegistrySettings {
 /// What a request needs to know about its account.
 pub struct AccountHandle {
     pub id: Arc<str>,
-    pub auth_type: AuthType,
     pub upstream: Addr<UpstreamActor>,
     pub usage: Arc<UsageCounter>,
     pub slots: Arc<SlotStats>,
+    /// Mirrors `state == key-invalid`, so a success can clear it cheaply.
+    pub key_invalid: AtomicBool,
 }
 
 /// Requests served since the last flush.
@@ -206,6 +234,10 @@ impl AccountRegistry {
                 log::info!("account {}: credentials changed", account.uuid);
                 entry.handle.upstream.do_send(UpdateCredentials(creds));
             }
+            entry.handle.key_invalid.store(
+                account.state == Some(AccountState::KeyInvalid),
+                Ordering::Relaxed,
+            );
             entry.account = account;
             return entry.handle.clone();
         }
@@ -219,10 +251,10 @@ impl AccountRegistry {
         let slots = actor.stats();
         let handle = Arc::new(AccountHandle {
             id: Arc::from(account.uuid.as_str()),
-            auth_type: account.auth_type,
             upstream: actor.start(),
             usage: Arc::new(UsageCounter::default()),
             slots,
+            key_invalid: AtomicBool::new(account.state == Some(AccountState::KeyInvalid)),
         });
         log::debug!("account {}: loaded ({})", account.uuid, account.auth_type);
         self.entries.insert(
@@ -341,16 +373,26 @@ impl Handler<Resolve> for AccountRegistry {
     }
 }
 
-impl Handler<ImportKey> for AccountRegistry {
+impl Handler<ImportAccount> for AccountRegistry {
     type Result = ResponseActFuture<Self, Result<(AccountSummary, bool), StoreError>>;
 
     /// Creates or updates the account holding this key.
-    fn handle(&mut self, msg: ImportKey, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: ImportAccount, _ctx: &mut Self::Context) -> Self::Result {
         let template = Account::new(msg.api_key, msg.base_url.clone(), msg.auth_type, Utc::now());
         let job = StoreJob::new(move |store| {
             store.upsert_by_api_key(template, |a| {
                 a.base_url = msg.base_url;
                 a.auth_type = msg.auth_type;
+                match msg.tokens {
+                    Some(tokens) => set_tokens(a, tokens),
+                    None if msg.auth_type != AuthType::OAuthIflow => {
+                        a.oauth_access_token = Secret::default();
+                        a.oauth_refresh_token = Secret::default();
+                        a.oauth_expires_at = None;
+                    }
+                    None => {}
+                }
+                a.state = None;
                 a.updated_at = Some(Utc::now());
             })
         });
@@ -365,6 +407,77 @@ impl Handler<ImportKey> for AccountRegistry {
                 .ok_or_else(|| StoreError::NotFound(uuid.clone()))?;
             Ok((act.summary(entry), created))
         }))
+    }
+}
+
+fn set_tokens(a: &mut Account, tokens: TokenSet) {
+    a.oauth_access_token = tokens.access_token;
+    if let Some(refresh) = tokens.refresh_token {
+        a.oauth_refresh_token = refresh;
+    }
+    a.oauth_expires_at = tokens.expires_at;
+}
+
+impl AccountRegistry {
+    /// Runs a read-modify-write of one account file, then makes the live
+    /// account (and its upstream actor) match what was written.
+    fn modify_account<F>(
+        &mut self,
+        uuid: String,
+        change: F,
+    ) -> ResponseActFuture<Self, Result<Account, StoreError>>
+    where
+        F: FnOnce(&mut Account) + Send + 'static,
+    {
+        let job = StoreJob::new(move |store| store.modify(&uuid, change));
+        Box::pin(self.worker.send(job).into_actor(self).map(|res, act, _| {
+            let account = res.map_err(worker_gone)??;
+            act.upsert(account.clone());
+            act.publish();
+            Ok(account)
+        }))
+    }
+}
+
+impl Handler<GetAccount> for AccountRegistry {
+    type Result = Option<Account>;
+
+    /// A copy of the live account.
+    fn handle(&mut self, msg: GetAccount, _ctx: &mut Self::Context) -> Self::Result {
+        self.entries.get(&msg.0).map(|e| e.account.clone())
+    }
+}
+
+impl Handler<ApplyRefresh> for AccountRegistry {
+    type Result = ResponseActFuture<Self, Result<Account, StoreError>>;
+
+    /// Writes new tokens (and key), clears any state, updates the actor.
+    fn handle(&mut self, msg: ApplyRefresh, _ctx: &mut Self::Context) -> Self::Result {
+        self.modify_account(msg.uuid, move |a| {
+            set_tokens(a, msg.tokens);
+            if let Some(key) = msg.api_key.filter(|k| !k.is_empty()) {
+                a.api_key = key;
+            }
+            a.state = None;
+            a.updated_at = Some(Utc::now());
+        })
+    }
+}
+
+impl Handler<SetState> for AccountRegistry {
+    type Result = ResponseActFuture<Self, Result<Account, StoreError>>;
+
+    /// Persists the account's state (no write when it is already so).
+    fn handle(&mut self, msg: SetState, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(entry) = self.entries.get(&msg.uuid)
+            && entry.account.state == msg.state
+        {
+            return Box::pin(fut::ready(Ok(entry.account.clone())));
+        }
+        self.modify_account(msg.uuid, move |a| {
+            a.state = msg.state;
+            a.updated_at = Some(Utc::now());
+        })
     }
 }
 

@@ -4,9 +4,12 @@
 
 pub mod token;
 
-use crate::config::{Config, parse_with};
+use crate::actors::refresher::RefreshSettings;
+use crate::config::{Config, duration, parse_with};
+use crate::oauth::OAuthEndpoints;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +25,12 @@ pub struct Cli {
     /// Log level: error, warn, info, debug or trace (RUST_LOG, when set, wins).
     #[arg(long, global = true, env = "IFLOW_LOG_LEVEL", default_value = "info", value_parser = parse_with("IFLOW_LOG_LEVEL", log_level))]
     pub log_level: log::LevelFilter,
+
+    #[command(flatten)]
+    pub oauth: OAuthEndpoints,
+
+    #[command(flatten)]
+    pub refresh: RefreshSettings,
 
     #[command(subcommand)]
     pub command: Command,
@@ -46,17 +55,48 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Add an account from an API key (same key again updates the account).
+    /// Import the official CLI's login (`~/.iflow/settings.json`), or a bare key
+    /// with `--api-key`. Importing the same key again updates the account.
     Import {
-        /// The API key (`sk-…`).
-        #[arg(long, env = "IFLOW_IMPORT_API_KEY", hide_env_values = true)]
-        api_key: String,
-        /// Upstream base URL.
-        #[arg(long, default_value = crate::store::DEFAULT_IFLOW_BASE_URL)]
+        /// `settings.json` or its folder (default: $IFLOW_HOME or ~/.iflow).
+        path: Option<PathBuf>,
+        /// Import this API key instead of the official CLI's files.
+        #[arg(long, conflicts_with = "path")]
+        api_key: Option<String>,
+        /// Upstream base URL for `--api-key`.
+        #[arg(long, requires = "api_key", default_value = crate::store::DEFAULT_IFLOW_BASE_URL)]
         base_url: String,
-        /// Account kind: `iflow` (iFlow API key) or `openai` (any OpenAI-compatible API).
-        #[arg(long, default_value = "iflow", value_parser = ["iflow", "openai"])]
+        /// Account kind for `--api-key`: `iflow` or `openai` (any OpenAI-compatible API).
+        #[arg(long, requires = "api_key", default_value = "iflow", value_parser = ["iflow", "openai"])]
         kind: String,
+    },
+    /// Log in with an iFlow account in the browser and store it.
+    Login {
+        /// Callback port on 127.0.0.1 (default: 11451 or the next free one).
+        #[arg(long, env = "OAUTH_CALLBACK_PORT")]
+        port: Option<u16>,
+        /// No browser on this machine: log in elsewhere and paste the code here.
+        #[arg(long)]
+        no_browser: bool,
+        /// Print the login URL without starting a browser.
+        #[arg(long)]
+        no_open: bool,
+        /// How long to wait for the login.
+        #[arg(long, default_value = "5m", value_parser = duration)]
+        timeout: Duration,
+    },
+    /// Refresh an account's OAuth tokens now (as the server's refresher does).
+    Refresh {
+        /// Account uuid.
+        uuid: String,
+    },
+    /// Delete an account file.
+    Delete {
+        /// Account uuid.
+        uuid: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
     },
 }
 

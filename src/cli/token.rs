@@ -1,18 +1,25 @@
-//! `token …` commands. They drive the same `AccountRegistry` actor the
-//! server uses, inside a short-lived actix system: one code path for both.
+//! `token …` commands. They drive the same actors the server uses (the
+//! account registry, the refresher) inside a short-lived actix system: one
+//! code path for both.
 
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use super::TokenCommand;
+use super::{Cli, TokenCommand};
+use crate::actors::refresher::{RefreshAccount, RefresherActor};
 use crate::actors::registry::{
-    AccountRegistry, AccountSummary, ImportKey, ListAccounts, RegistrySettings,
+    AccountRegistry, AccountSummary, DeleteAccount, GetAccount, ImportAccount, ListAccounts,
+    RegistrySettings,
 };
+use crate::oauth::client::OAuthClient;
+use crate::oauth::login::{LoginOptions, login};
+use crate::oauth::official_files;
 use crate::secret::Secret;
-use crate::store::{AccountStore, AuthType, StoreError};
+use crate::store::{AccountState, AccountStore, AuthType, DEFAULT_IFLOW_BASE_URL, StoreError};
 use actix::{Actor, Addr};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use std::path::Path;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,27 +28,52 @@ pub enum TokenError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Import(#[from] official_files::ImportError),
+    #[error("{0}")]
+    Login(#[from] crate::oauth::login::LoginError),
+    #[error("{0}")]
+    Refresh(#[from] crate::actors::refresher::RefreshError),
     #[error("the account registry stopped unexpectedly")]
     Registry,
 }
 
-/// Refresh lead used to call an OAuth token "expiring".
-const EXPIRING_WITHIN: chrono::Duration = chrono::Duration::hours(24);
-
-pub async fn run(cmd: TokenCommand, data_dir: &Path) -> Result<(), TokenError> {
-    let registry = open_registry(data_dir)?;
+pub async fn run(cmd: TokenCommand, cli: &Cli) -> Result<(), TokenError> {
+    crate::http::server::install_crypto_provider();
+    let registry = open_registry(cli)?;
     match cmd {
-        TokenCommand::List { json } => list(&registry, json).await,
+        TokenCommand::List { json } => list(&registry, cli, json).await,
         TokenCommand::Import {
-            api_key,
+            path,
+            api_key: Some(key),
             base_url,
             kind,
-        } => import_key(&registry, api_key, base_url, &kind).await,
+        } => {
+            let _ = path;
+            import_key(&registry, key, base_url, &kind).await
+        }
+        TokenCommand::Import { path, .. } => import_official(&registry, path).await,
+        TokenCommand::Login {
+            port,
+            no_browser,
+            no_open,
+            timeout,
+        } => {
+            let opts = LoginOptions {
+                port,
+                paste: no_browser,
+                open_browser: !no_open,
+                timeout,
+            };
+            login_and_store(&registry, cli, &opts).await
+        }
+        TokenCommand::Refresh { uuid } => refresh(registry, cli, uuid).await,
+        TokenCommand::Delete { uuid, yes } => delete(&registry, uuid, yes).await,
     }
 }
 
-fn open_registry(data_dir: &Path) -> Result<Addr<AccountRegistry>, TokenError> {
-    let store = AccountStore::open(data_dir)?;
+fn open_registry(cli: &Cli) -> Result<Addr<AccountRegistry>, TokenError> {
+    let store = AccountStore::open(&cli.data_dir)?;
     let registry = AccountRegistry::new(
         store,
         RegistrySettings {
@@ -53,6 +85,27 @@ fn open_registry(data_dir: &Path) -> Result<Addr<AccountRegistry>, TokenError> {
         },
     )?;
     Ok(registry.start())
+}
+
+async fn store_account(
+    registry: &Addr<AccountRegistry>,
+    message: ImportAccount,
+) -> Result<(), TokenError> {
+    let (summary, created) = registry
+        .send(message)
+        .await
+        .map_err(|_| TokenError::Registry)??;
+    let a = &summary.account;
+    println!(
+        "{} account {} ({}, key {}, {})",
+        if created { "added" } else { "updated" },
+        a.uuid,
+        a.auth_type,
+        a.api_key.masked(),
+        a.base_url
+    );
+    println!("use it with: Authorization: Bearer {}", a.uuid);
+    Ok(())
 }
 
 async fn import_key(
@@ -79,36 +132,142 @@ async fn import_key(
     } else {
         AuthType::Iflow
     };
-    let (summary, created) = registry
-        .send(ImportKey {
+    store_account(
+        registry,
+        ImportAccount {
             api_key: Secret::new(api_key),
             base_url,
             auth_type,
-        })
+            tokens: None,
+        },
+    )
+    .await
+}
+
+async fn import_official(
+    registry: &Addr<AccountRegistry>,
+    path: Option<PathBuf>,
+) -> Result<(), TokenError> {
+    let path = path
+        .or_else(official_files::default_settings_path)
+        .ok_or_else(|| TokenError::Invalid("no path given and $HOME is not set".into()))?;
+    let found = official_files::read(&path)?;
+    for note in &found.notes {
+        eprintln!("note: {note}");
+    }
+    store_account(
+        registry,
+        ImportAccount {
+            api_key: found.api_key,
+            base_url: found.base_url,
+            auth_type: found.auth_type,
+            tokens: found.tokens,
+        },
+    )
+    .await
+}
+
+async fn login_and_store(
+    registry: &Addr<AccountRegistry>,
+    cli: &Cli,
+    opts: &LoginOptions,
+) -> Result<(), TokenError> {
+    let client = OAuthClient::new(cli.oauth.clone());
+    let announce = |text: &str| {
+        println!("{text}");
+        let _ = std::io::stdout().flush();
+    };
+    let (tokens, user) = login(&client, opts, &announce).await?;
+    if let Some(name) = &user.user_name {
+        println!("logged in as {name}");
+    }
+    store_account(
+        registry,
+        ImportAccount {
+            api_key: user.api_key,
+            base_url: DEFAULT_IFLOW_BASE_URL.to_string(),
+            auth_type: AuthType::OAuthIflow,
+            tokens: Some(tokens),
+        },
+    )
+    .await
+}
+
+async fn refresh(
+    registry: Addr<AccountRegistry>,
+    cli: &Cli,
+    uuid: String,
+) -> Result<(), TokenError> {
+    let refresher =
+        RefresherActor::new(registry, cli.oauth.clone(), cli.refresh.clone(), false).start();
+    let outcome = refresher
+        .send(RefreshAccount(uuid.clone()))
         .await
         .map_err(|_| TokenError::Registry)??;
-    let a = &summary.account;
     println!(
-        "{} account {} ({}, key {}, {})",
-        if created { "added" } else { "updated" },
-        a.uuid,
-        a.auth_type,
-        a.api_key.masked(),
-        a.base_url
+        "account {uuid}: refreshed, valid until {}{}",
+        outcome
+            .expires_at
+            .map_or_else(|| "unknown".into(), |t| t.to_rfc3339()),
+        if outcome.key_rotated {
+            "; the API key was rotated"
+        } else {
+            ""
+        }
     );
-    println!("use it with: Authorization: Bearer {}", a.uuid);
+    Ok(())
+}
+
+async fn delete(
+    registry: &Addr<AccountRegistry>,
+    uuid: String,
+    yes: bool,
+) -> Result<(), TokenError> {
+    let account = registry
+        .send(GetAccount(uuid.clone()))
+        .await
+        .map_err(|_| TokenError::Registry)?
+        .ok_or_else(|| TokenError::Invalid(format!("no account {uuid}")))?;
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(TokenError::Invalid(
+                "refusing to delete without confirmation; pass --yes".into(),
+            ));
+        }
+        eprint!(
+            "Delete account {uuid} (key {})? [y/N] ",
+            account.api_key.masked()
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("kept account {uuid}");
+            return Ok(());
+        }
+    }
+    let deleted = registry
+        .send(DeleteAccount(uuid.clone()))
+        .await
+        .map_err(|_| TokenError::Registry)??;
+    if deleted {
+        println!("deleted account {uuid}");
+    }
     Ok(())
 }
 
 /// The account's state as `token list` shows it.
-pub fn state_of(summary: &AccountSummary, now: DateTime<Utc>) -> &'static str {
+pub fn state_of(summary: &AccountSummary, lead: Duration, now: DateTime<Utc>) -> &'static str {
     let a = &summary.account;
-    if a.auth_type != AuthType::OAuthIflow {
-        return "active";
+    if let Some(state) = a.state {
+        return match state {
+            AccountState::NeedsLogin => "needs-login",
+            AccountState::KeyInvalid => "key-invalid",
+        };
     }
-    match a.oauth_expires_at {
-        Some(t) if t <= now => "expired",
-        Some(t) if t - now < EXPIRING_WITHIN => "expiring",
+    let lead = chrono::Duration::from_std(lead).unwrap_or(chrono::Duration::MAX);
+    match (a.auth_type, a.oauth_expires_at) {
+        (AuthType::OAuthIflow, Some(t)) if t - now < lead => "expiring",
         _ => "active",
     }
 }
@@ -117,12 +276,17 @@ fn time_text(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M").to_string())
 }
 
-async fn list(registry: &Addr<AccountRegistry>, as_json: bool) -> Result<(), TokenError> {
+async fn list(
+    registry: &Addr<AccountRegistry>,
+    cli: &Cli,
+    as_json: bool,
+) -> Result<(), TokenError> {
     let accounts = registry
         .send(ListAccounts)
         .await
         .map_err(|_| TokenError::Registry)?;
     let now = Utc::now();
+    let lead = cli.refresh.refresh_lead;
     if as_json {
         let rows: Vec<_> = accounts
             .iter()
@@ -134,7 +298,7 @@ async fn list(registry: &Addr<AccountRegistry>, as_json: bool) -> Result<(), Tok
                     "api_key": a.api_key.masked(),
                     "base_url": a.base_url,
                     "oauth_expires_at": a.oauth_expires_at,
-                    "state": state_of(s, now),
+                    "state": state_of(s, lead, now),
                     "request_count": a.request_count,
                     "last_used_at": a.last_used_at,
                     "created_at": a.created_at,
@@ -145,22 +309,22 @@ async fn list(registry: &Addr<AccountRegistry>, as_json: bool) -> Result<(), Tok
         return Ok(());
     }
     if accounts.is_empty() {
-        println!("no accounts yet: add one with `iflow-actix token import --api-key sk-…`");
+        println!("no accounts yet: add one with `iflow-actix token login` or `token import`");
         return Ok(());
     }
     println!(
-        "{:<36}  {:<11}  {:<12}  {:<16}  {:<8}  {:>8}  {:<16}",
+        "{:<36}  {:<11}  {:<12}  {:<16}  {:<11}  {:>8}  {:<16}",
         "UUID", "AUTH", "KEY", "TOKEN EXPIRES", "STATE", "REQUESTS", "LAST USED"
     );
     for s in &accounts {
         let a = &s.account;
         println!(
-            "{:<36}  {:<11}  {:<12}  {:<16}  {:<8}  {:>8}  {:<16}",
+            "{:<36}  {:<11}  {:<12}  {:<16}  {:<11}  {:>8}  {:<16}",
             a.uuid,
             a.auth_type.as_str(),
             a.api_key.masked(),
             time_text(a.oauth_expires_at),
-            state_of(s, now),
+            state_of(s, lead, now),
             a.request_count,
             time_text(a.last_used_at)
         );

@@ -13,6 +13,7 @@ pub mod proxy_connector;
 pub mod relay;
 pub mod server;
 
+use crate::actors::refresher::RefresherActor;
 use crate::actors::registry::{AccountRegistry, SharedDirectory};
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -25,6 +26,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub directory: SharedDirectory,
     pub registry: Addr<AccountRegistry>,
+    pub refresher: Addr<RefresherActor>,
 }
 
 /// The route table.

@@ -2,13 +2,14 @@
 //! client per worker; on SIGINT/SIGTERM it drains requests and writes usage.
 
 use super::{AppState, access_log, client, routes};
+use crate::actors::refresher::RefresherActor;
 use crate::actors::registry::{AccountRegistry, FlushUsage, RegistrySettings};
+use crate::cli::Cli;
 use crate::config::Config;
 use crate::store::{AccountStore, StoreError};
 use actix::Actor;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,8 +31,9 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-pub async fn serve(config: Config, data_dir: &Path) -> Result<(), ServeError> {
+pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     install_crypto_provider();
+    let data_dir = cli.data_dir.as_path();
     let store = AccountStore::open(data_dir)?;
     let registry = AccountRegistry::new(
         store,
@@ -46,12 +48,20 @@ pub async fn serve(config: Config, data_dir: &Path) -> Result<(), ServeError> {
     let directory = registry.directory();
     let accounts = directory.load().len();
     let registry = registry.start();
+    let refresher = RefresherActor::new(
+        registry.clone(),
+        cli.oauth.clone(),
+        cli.refresh.clone(),
+        true,
+    )
+    .start();
 
     let config = Arc::new(config);
     let state = web::Data::new(AppState {
         config: config.clone(),
         directory,
         registry: registry.clone(),
+        refresher,
     });
     let factory_config = config.clone();
     let workers = match config.workers {

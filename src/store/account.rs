@@ -72,6 +72,25 @@ impl<'de> Deserialize<'de> for AuthType {
     }
 }
 
+/// A problem that needs the user, remembered across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccountState {
+    /// The refresh token is dead: `token login` again.
+    NeedsLogin,
+    /// The upstream refused the API key and no refresh fixed it.
+    KeyInvalid,
+}
+
+impl AccountState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountState::NeedsLogin => "needs-login",
+            AccountState::KeyInvalid => "key-invalid",
+        }
+    }
+}
+
 /// One stored account.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Account {
@@ -93,6 +112,9 @@ pub struct Account {
     pub last_used_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub request_count: u64,
+    /// Set when the account needs attention; absent when it is fine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<AccountState>,
     /// Fields written by other versions or tools, preserved on rewrite.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -113,6 +135,7 @@ impl Account {
             updated_at: Some(now),
             last_used_at: None,
             request_count: 0,
+            state: None,
             extra: Map::new(),
         }
     }

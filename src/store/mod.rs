@@ -9,7 +9,7 @@
 
 pub mod account;
 
-pub use account::{Account, AuthType, DEFAULT_IFLOW_BASE_URL};
+pub use account::{Account, AccountState, AuthType, DEFAULT_IFLOW_BASE_URL};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
