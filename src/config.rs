@@ -3,14 +3,13 @@
 //! default; a bad value stops the program with a message naming the variable.
 
 use clap::Args;
-use std::net::IpAddr;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "IFLOW_HOST", default_value = "0.0.0.0", value_parser = parse_with("IFLOW_HOST", |s| s.parse::<IpAddr>().map_err(|e| e.to_string())))]
-    pub host: IpAddr,
+    /// Address (IP or host name) to listen on.
+    #[arg(long, env = "IFLOW_HOST", default_value = "0.0.0.0", value_parser = parse_with("IFLOW_HOST", host))]
+    pub host: String,
 
     /// Port to listen on (0 picks a free port and logs it).
     #[arg(long, env = "IFLOW_PORT", default_value = "28000", value_parser = parse_with("IFLOW_PORT", |s| s.parse::<u16>().map_err(|e| e.to_string())))]
@@ -32,9 +31,33 @@ pub struct Config {
     #[arg(long, env = "IFLOW_QUEUE_TIMEOUT", default_value = "60s", value_parser = parse_with("IFLOW_QUEUE_TIMEOUT", duration))]
     pub queue_timeout: Duration,
 
-    /// Proxy for upstream calls: http://[user:pass@]host:port or socks5://host:port.
-    #[arg(long, env = "IFLOW_UPSTREAM_PROXY", default_value = "", value_parser = parse_with("IFLOW_UPSTREAM_PROXY", proxy_url))]
-    pub upstream_proxy: MaybeProxy,
+    /// Requests that may wait for a free account in the pool (gateway keys).
+    #[arg(long, env = "IFLOW_POOL_QUEUE_SIZE", default_value = "256", value_parser = parse_with("IFLOW_POOL_QUEUE_SIZE", |s| int_in(s, 0, 1_000_000)))]
+    pub pool_queue_size: usize,
+
+    /// Accept only gateway keys; account uuids no longer work as bearer tokens.
+    #[arg(long, env = "IFLOW_REQUIRE_KEY", default_value = "false", value_parser = parse_with("IFLOW_REQUIRE_KEY", boolean), action = clap::ArgAction::Set)]
+    pub require_key: bool,
+
+    /// Accounts a pool request may try before giving up (failover).
+    #[arg(long, env = "IFLOW_FAILOVER_ATTEMPTS", default_value = "3", value_parser = parse_with("IFLOW_FAILOVER_ATTEMPTS", |s| int_in(s, 1, 100)))]
+    pub failover_attempts: usize,
+
+    /// First rest of an account after an upstream failure; doubles per failure.
+    #[arg(long, env = "IFLOW_COOLDOWN_BASE", default_value = "5s", value_parser = parse_with("IFLOW_COOLDOWN_BASE", duration))]
+    pub cooldown_base: Duration,
+
+    /// Longest rest, whatever the upstream's Retry-After says.
+    #[arg(long, env = "IFLOW_COOLDOWN_MAX", default_value = "5m", value_parser = parse_with("IFLOW_COOLDOWN_MAX", duration))]
+    pub cooldown_max: Duration,
+
+    /// Keep a conversation (`user` field or `x-session-id` header) on one account.
+    #[arg(long, env = "IFLOW_STICKY_SESSIONS", default_value = "true", value_parser = parse_with("IFLOW_STICKY_SESSIONS", boolean), action = clap::ArgAction::Set)]
+    pub sticky_sessions: bool,
+
+    /// Serve `/metrics` without an admin key.
+    #[arg(long, env = "IFLOW_METRICS_PUBLIC", default_value = "false", value_parser = parse_with("IFLOW_METRICS_PUBLIC", boolean), action = clap::ArgAction::Set)]
+    pub metrics_public: bool,
 
     /// Pass `reasoning_content` through (true) or fold it into `content` (false).
     #[arg(long, env = "IFLOW_PRESERVE_REASONING_CONTENT", default_value = "true", value_parser = parse_with("IFLOW_PRESERVE_REASONING_CONTENT", boolean), action = clap::ArgAction::Set)]
@@ -180,8 +203,31 @@ pub fn byte_size(s: &str) -> Result<usize, String> {
     Ok(v)
 }
 
+/// An IP address or a plausible host name.
+fn host(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && (s.parse::<std::net::IpAddr>().is_ok()
+            || s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not an IP address or host name"))
+    }
+}
+
+/// An absolute http(s) URL.
+pub fn http_url(s: &str) -> Result<String, String> {
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!("{s:?} is not an http(s) URL")),
+    }
+}
+
 /// Empty means "no proxy".
-fn proxy_url(s: &str) -> Result<Option<ProxyUrl>, String> {
+pub fn proxy_url(s: &str) -> Result<Option<ProxyUrl>, String> {
     if s.is_empty() {
         return Ok(None);
     }

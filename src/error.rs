@@ -27,12 +27,24 @@ pub enum GatewayError {
     QueueTimeout { account: String, retry_after: u64 },
     #[error("the client sent the request body too slowly")]
     BodyTimeout,
+    #[error("every account in the pool is busy{}", if *queued { "; no slot became free in time" } else { " and the wait queue is full" })]
+    PoolBusy { retry_after: u64, queued: bool },
+    #[error("every account that serves this model is cooling down after upstream errors")]
+    PoolCooling { retry_after: u64 },
+    #[error("account {account} is cooling down after upstream errors")]
+    AccountCooling { account: String, retry_after: u64 },
+    #[error(
+        "account {account} was refused by the upstream (key invalid or blocked); re-import it or run `iflow-actix token reset {account}`"
+    )]
+    AccountQuarantined { account: String },
+    #[error("this key allows {limit} requests at once")]
+    KeyBusy { limit: usize },
     #[error("upstream error for account {account}: {fault}")]
     Upstream {
         account: String,
         fault: UpstreamFault,
     },
-    #[error("the gateway is shutting down or overloaded: {0}")]
+    #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
@@ -43,6 +55,14 @@ impl GatewayError {
         GatewayError::InvalidRequest {
             message: message.into(),
             code: "invalid_request",
+        }
+    }
+
+    /// The upstream fault behind this error, if it is one.
+    pub fn fault(&self) -> Option<&UpstreamFault> {
+        match self {
+            GatewayError::Upstream { fault, .. } => Some(fault),
+            _ => None,
         }
     }
 
@@ -67,6 +87,12 @@ impl GatewayError {
             E::QueueFull { .. } => ("rate_limit_error", "account_queue_full"),
             E::QueueTimeout { .. } => ("rate_limit_error", "account_queue_timeout"),
             E::BodyTimeout => ("invalid_request_error", "request_timeout"),
+            E::PoolBusy { queued: false, .. } => ("rate_limit_error", "pool_queue_full"),
+            E::PoolBusy { queued: true, .. } => ("rate_limit_error", "pool_queue_timeout"),
+            E::PoolCooling { .. } => ("rate_limit_error", "pool_cooling_down"),
+            E::AccountCooling { .. } => ("rate_limit_error", "account_cooling_down"),
+            E::AccountQuarantined { .. } => ("authentication_error", "account_quarantined"),
+            E::KeyBusy { .. } => ("rate_limit_error", "key_concurrency_limit"),
             E::Unavailable(_) => ("server_error", "unavailable"),
             E::Internal(_) => ("server_error", "internal_error"),
             E::Upstream { fault, .. } => match fault {
@@ -93,7 +119,11 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<String> {
         match self {
             GatewayError::QueueFull { retry_after, .. }
-            | GatewayError::QueueTimeout { retry_after, .. } => Some(retry_after.to_string()),
+            | GatewayError::QueueTimeout { retry_after, .. }
+            | GatewayError::PoolBusy { retry_after, .. }
+            | GatewayError::PoolCooling { retry_after }
+            | GatewayError::AccountCooling { retry_after, .. } => Some(retry_after.to_string()),
+            GatewayError::KeyBusy { .. } => Some("1".into()),
             GatewayError::Upstream {
                 fault: UpstreamFault::RateLimited { retry_after, .. },
                 ..
@@ -125,6 +155,11 @@ impl ResponseError for GatewayError {
             E::NotFound { .. } => StatusCode::NOT_FOUND,
             E::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             E::QueueFull { .. } | E::QueueTimeout { .. } => StatusCode::TOO_MANY_REQUESTS,
+            E::PoolBusy { .. } | E::PoolCooling { .. } | E::AccountCooling { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            E::KeyBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            E::AccountQuarantined { .. } => StatusCode::UNAUTHORIZED,
             E::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

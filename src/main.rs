@@ -5,7 +5,8 @@ use iflow_actix::cli::{Cli, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    if let Err(e) = dotenvy::dotenv()
+    // `.env` of the working directory only, never of a parent directory.
+    if let Err(e) = dotenvy::from_path(".env")
         && !e.not_found()
     {
         eprintln!("error: cannot read .env: {e}");
@@ -25,6 +26,12 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string()),
         Command::Token(cmd) => actix_web::rt::System::new()
             .block_on(iflow_actix::cli::token::run(cmd, &cli))
+            .map_err(|e| e.to_string()),
+        Command::Key(cmd) => actix_web::rt::System::new()
+            .block_on(iflow_actix::cli::keys::run(cmd, &cli))
+            .map_err(|e| e.to_string()),
+        Command::Usage { json } => actix_web::rt::System::new()
+            .block_on(iflow_actix::cli::usage::run(&cli, json))
             .map_err(|e| e.to_string()),
     };
     match result {

@@ -3,5 +3,6 @@
 
 pub mod refresher;
 pub mod registry;
+pub mod scheduler;
 pub mod store_worker;
 pub mod upstream;

@@ -11,6 +11,8 @@
 //! `token refresh` and the per-request retry send the same message.
 
 use crate::actors::registry::{AccountRegistry, ApplyRefresh, GetAccount, ListAccounts, SetState};
+use crate::config::MaybeProxy;
+use crate::metrics::Metrics;
 use crate::oauth::client::OAuthClient;
 use crate::oauth::{OAuthEndpoints, OAuthError};
 use crate::store::{AccountState, AuthType};
@@ -18,8 +20,9 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::{LocalBoxFuture, Shared};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Refreshes one account now (or joins the refresh already running).
@@ -75,8 +78,10 @@ pub struct RefresherActor {
     /// Scan on a timer (server) or only on request (CLI).
     scanning: bool,
     running: HashMap<String, SharedRefresh>,
-    scheduled: HashSet<String>,
+    /// Refreshes waiting on a timer; cancelled when one runs earlier.
+    scheduled: HashMap<String, SpawnHandle>,
     failures: HashMap<String, (u32, Instant)>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl RefresherActor {
@@ -84,17 +89,32 @@ impl RefresherActor {
     pub fn new(
         registry: Addr<AccountRegistry>,
         endpoints: OAuthEndpoints,
+        proxy: &MaybeProxy,
         settings: RefreshSettings,
         scanning: bool,
     ) -> Self {
         Self {
             registry,
-            client: Rc::new(OAuthClient::new(endpoints)),
+            client: Rc::new(OAuthClient::new(endpoints, proxy)),
             settings,
             scanning,
             running: HashMap::new(),
-            scheduled: HashSet::new(),
+            scheduled: HashMap::new(),
             failures: HashMap::new(),
+            metrics: None,
+        }
+    }
+
+    /// Counts refresh outcomes in the gateway's metrics.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>, uuid: String, delay: Duration) {
+        let handle = ctx.notify_later(RefreshAccount(uuid.clone()), delay);
+        if let Some(old) = self.scheduled.insert(uuid, handle) {
+            ctx.cancel_future(old);
         }
     }
 
@@ -190,9 +210,12 @@ impl Handler<RefreshAccount> for RefresherActor {
     type Result = ResponseActFuture<Self, Result<RefreshOutcome, RefreshError>>;
 
     /// Starts a refresh, or joins the one already running for the account.
-    fn handle(&mut self, msg: RefreshAccount, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: RefreshAccount, ctx: &mut Self::Context) -> Self::Result {
         let uuid = msg.0;
-        self.scheduled.remove(&uuid);
+        // Running now makes a refresh still waiting on a timer pointless.
+        if let Some(pending) = self.scheduled.remove(&uuid) {
+            ctx.cancel_future(pending);
+        }
         let shared = match self.running.get(&uuid) {
             Some(running) => running.clone(),
             None => {
@@ -206,6 +229,14 @@ impl Handler<RefreshAccount> for RefresherActor {
         Box::pin(shared.into_actor(self).map(move |result, act, ctx| {
             // Only the first caller to see the result does the bookkeeping.
             if act.running.remove(&uuid).is_some() {
+                if let Some(metrics) = &act.metrics {
+                    metrics.refresh(match &result {
+                        Ok(_) => "success",
+                        Err(RefreshError::OAuth(OAuthError::InvalidGrant(_))) => "invalid_grant",
+                        Err(RefreshError::OAuth(OAuthError::Transient(_))) => "transient",
+                        Err(_) => "failed",
+                    });
+                }
                 match &result {
                     Ok(_) => {
                         act.failures.remove(&uuid);
@@ -218,8 +249,7 @@ impl Handler<RefreshAccount> for RefresherActor {
                         );
                         act.failures
                             .insert(uuid.clone(), (failures, Instant::now() + delay));
-                        act.scheduled.insert(uuid.clone());
-                        ctx.notify_later(RefreshAccount(uuid.clone()), delay);
+                        act.schedule(ctx, uuid.clone(), delay);
                     }
                     Err(e) => log::warn!("account {uuid}: refresh failed: {e}"),
                 }
@@ -250,14 +280,14 @@ impl Handler<ScanDue> for RefresherActor {
                             && a.state != Some(AccountState::NeedsLogin)
                             && a.oauth_expires_at.is_some_and(|t| t - now < lead);
                         let waiting = act.running.contains_key(&a.uuid)
-                            || act.scheduled.contains(&a.uuid)
+                            || act.scheduled.contains_key(&a.uuid)
                             || act
                                 .failures
                                 .get(&a.uuid)
                                 .is_some_and(|(_, next)| *next > Instant::now());
                         if due && !waiting {
-                            act.scheduled.insert(a.uuid.clone());
-                            ctx.notify_later(RefreshAccount(a.uuid), act.jitter());
+                            let delay = act.jitter();
+                            act.schedule(ctx, a.uuid, delay);
                         }
                     }
                 }),

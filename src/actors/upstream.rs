@@ -84,14 +84,42 @@ impl Ticket {
     }
 }
 
+/// Lets freed slots wake the pool scheduler, but only while requests wait
+/// in the pool queue (so the common case costs one atomic load).
+#[derive(Default)]
+pub struct PoolSignal {
+    pub waiting: AtomicUsize,
+    wake: std::sync::OnceLock<Recipient<SlotFreed>>,
+}
+
+impl PoolSignal {
+    pub fn connect(&self, to: Recipient<SlotFreed>) {
+        let _ = self.wake.set(to);
+    }
+
+    fn slot_freed(&self) {
+        if self.waiting.load(Ordering::Relaxed) > 0
+            && let Some(to) = self.wake.get()
+        {
+            to.do_send(SlotFreed);
+        }
+    }
+}
+
+/// A slot was released somewhere.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SlotFreed;
+
 /// Counters shared by the actor, its permits and the metrics/health views.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SlotStats {
     pub cap: usize,
     in_flight: AtomicUsize,
     waiting: AtomicUsize,
     /// Moving average of how long a slot is held, in milliseconds.
     avg_hold_ms: AtomicU64,
+    pool: Option<Arc<PoolSignal>>,
 }
 
 impl SlotStats {
@@ -110,6 +138,11 @@ impl SlotStats {
         self.avg_hold_ms.store(new, Ordering::Relaxed);
     }
 
+    /// How long a slot is usually held (at least a second, as an estimate).
+    pub fn typical_hold(&self) -> Duration {
+        Duration::from_millis(self.avg_hold_ms.load(Ordering::Relaxed).max(1000))
+    }
+
     /// Seconds until a request joining the queue now would likely be served.
     fn retry_after(&self) -> u64 {
         let hold = self.avg_hold_ms.load(Ordering::Relaxed).max(1000);
@@ -121,16 +154,22 @@ impl SlotStats {
 
 /// One held concurrency slot. Dropping it frees the slot.
 pub struct SlotPermit {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
     since: Instant,
     stats: Arc<SlotStats>,
 }
 
 impl SlotPermit {
+    /// A slot on `slots` if one is free now.
+    pub fn try_take(slots: &Arc<Semaphore>, stats: &Arc<SlotStats>) -> Option<Self> {
+        let permit = slots.clone().try_acquire_owned().ok()?;
+        Some(Self::new(permit, stats.clone()))
+    }
+
     fn new(permit: OwnedSemaphorePermit, stats: Arc<SlotStats>) -> Self {
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
         Self {
-            _permit: permit,
+            permit: Some(permit),
             since: Instant::now(),
             stats,
         }
@@ -141,6 +180,11 @@ impl Drop for SlotPermit {
     fn drop(&mut self) {
         self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.stats.record_hold(self.since.elapsed());
+        // Give the slot back before telling the scheduler about it.
+        drop(self.permit.take());
+        if let Some(pool) = &self.stats.pool {
+            pool.slot_freed();
+        }
     }
 }
 
@@ -171,6 +215,7 @@ impl UpstreamActor {
         cap: usize,
         queue_size: usize,
         queue_timeout: Duration,
+        pool: Option<Arc<PoolSignal>>,
     ) -> Self {
         let cap = cap.max(1);
         Self {
@@ -182,6 +227,7 @@ impl UpstreamActor {
             slots: Arc::new(Semaphore::new(cap)),
             stats: Arc::new(SlotStats {
                 cap,
+                pool,
                 ..SlotStats::default()
             }),
             queue_size,
@@ -191,6 +237,11 @@ impl UpstreamActor {
 
     pub fn stats(&self) -> Arc<SlotStats> {
         self.stats.clone()
+    }
+
+    /// The concurrency cap itself, for the pool scheduler.
+    pub fn slots(&self) -> Arc<Semaphore> {
+        self.slots.clone()
     }
 
     fn lease(&mut self, permit: SlotPermit, starts_turn: bool) -> Lease {

@@ -2,10 +2,12 @@
 //! fallback, listed in `.env.example`. The commands themselves live in the
 //! sibling modules.
 
+pub mod keys;
 pub mod token;
+pub mod usage;
 
 use crate::actors::refresher::RefreshSettings;
-use crate::config::{Config, duration, parse_with};
+use crate::config::{Config, MaybeProxy, duration, parse_with, proxy_url};
 use crate::oauth::OAuthEndpoints;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -26,6 +28,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "IFLOW_LOG_LEVEL", default_value = "info", value_parser = parse_with("IFLOW_LOG_LEVEL", log_level))]
     pub log_level: log::LevelFilter,
 
+    /// Proxy for calls to iFlow (chat, OAuth): http://[user:pass@]host:port or socks5://host:port.
+    #[arg(long, global = true, env = "IFLOW_UPSTREAM_PROXY", default_value = "", value_parser = parse_with("IFLOW_UPSTREAM_PROXY", proxy_url))]
+    pub upstream_proxy: MaybeProxy,
+
     #[command(flatten)]
     pub oauth: OAuthEndpoints,
 
@@ -43,6 +49,15 @@ pub enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage gateway keys (client API keys served by the account pool).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Show usage per account, key and model.
+    Usage {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -69,11 +84,14 @@ pub enum TokenCommand {
         /// Account kind for `--api-key`: `iflow` or `openai` (any OpenAI-compatible API).
         #[arg(long, requires = "api_key", default_value = "iflow", value_parser = ["iflow", "openai"])]
         kind: String,
+        /// Models this account serves in the pool (comma-separated; default: any).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
     },
     /// Log in with an iFlow account in the browser and store it.
     Login {
         /// Callback port on 127.0.0.1 (default: 11451 or the next free one).
-        #[arg(long, env = "OAUTH_CALLBACK_PORT")]
+        #[arg(long, env = "OAUTH_CALLBACK_PORT", value_parser = parse_with("OAUTH_CALLBACK_PORT", |s| s.parse::<u16>().map_err(|e| e.to_string())))]
         port: Option<u16>,
         /// No browser on this machine: log in elsewhere and paste the code here.
         #[arg(long)]
@@ -82,11 +100,16 @@ pub enum TokenCommand {
         #[arg(long)]
         no_open: bool,
         /// How long to wait for the login.
-        #[arg(long, default_value = "5m", value_parser = duration)]
+        #[arg(long, default_value = "5m", value_parser = parse_with("--timeout", duration))]
         timeout: Duration,
     },
     /// Refresh an account's OAuth tokens now (as the server's refresher does).
     Refresh {
+        /// Account uuid.
+        uuid: String,
+    },
+    /// Clear an account's cooldown and state so the pool uses it again.
+    Reset {
         /// Account uuid.
         uuid: String,
     },
@@ -97,6 +120,39 @@ pub enum TokenCommand {
         /// Do not ask for confirmation.
         #[arg(long, short)]
         yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key; the key itself is printed once and never stored.
+    Create {
+        /// A name to recognise the key by.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Allowed models, comma-separated (`glm-*` matches a prefix); default: all.
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Requests this key may have in flight at once.
+        #[arg(long, value_parser = parse_with("--max-concurrency", |s| s.parse::<usize>().map_err(|e| e.to_string()).and_then(|n| if n == 0 { Err("must be at least 1".to_string()) } else { Ok(n) })))]
+        max_concurrency: Option<usize>,
+        /// Lifetime, e.g. 30d or 12h; default: no expiry.
+        #[arg(long, value_parser = parse_with("--expires-in", duration))]
+        expires_in: Option<Duration>,
+        /// May read /v1/usage and /metrics.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List keys (never the keys themselves).
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// Key id (`key-…`).
+        id: String,
     },
 }
 

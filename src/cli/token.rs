@@ -8,13 +8,14 @@ use super::{Cli, TokenCommand};
 use crate::actors::refresher::{RefreshAccount, RefresherActor};
 use crate::actors::registry::{
     AccountRegistry, AccountSummary, DeleteAccount, GetAccount, ImportAccount, ListAccounts,
-    RegistrySettings,
+    RegistrySettings, ResetAccount,
 };
+use crate::actors::store_worker::Stores;
 use crate::oauth::client::OAuthClient;
 use crate::oauth::login::{LoginOptions, login};
 use crate::oauth::official_files;
 use crate::secret::Secret;
-use crate::store::{AccountState, AccountStore, AuthType, DEFAULT_IFLOW_BASE_URL, StoreError};
+use crate::store::{AccountState, AuthType, DEFAULT_IFLOW_BASE_URL, StoreError};
 use actix::{Actor, Addr};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -44,14 +45,12 @@ pub async fn run(cmd: TokenCommand, cli: &Cli) -> Result<(), TokenError> {
     match cmd {
         TokenCommand::List { json } => list(&registry, cli, json).await,
         TokenCommand::Import {
-            path,
             api_key: Some(key),
             base_url,
             kind,
-        } => {
-            let _ = path;
-            import_key(&registry, key, base_url, &kind).await
-        }
+            models,
+            ..
+        } => import_key(&registry, key, base_url, &kind, models).await,
         TokenCommand::Import { path, .. } => import_official(&registry, path).await,
         TokenCommand::Login {
             port,
@@ -68,20 +67,22 @@ pub async fn run(cmd: TokenCommand, cli: &Cli) -> Result<(), TokenError> {
             login_and_store(&registry, cli, &opts).await
         }
         TokenCommand::Refresh { uuid } => refresh(registry, cli, uuid).await,
+        TokenCommand::Reset { uuid } => reset(&registry, uuid).await,
         TokenCommand::Delete { uuid, yes } => delete(&registry, uuid, yes).await,
     }
 }
 
-fn open_registry(cli: &Cli) -> Result<Addr<AccountRegistry>, TokenError> {
-    let store = AccountStore::open(&cli.data_dir)?;
+/// The registry the server runs, without its timers: one code path for both.
+pub fn open_registry(cli: &Cli) -> Result<Addr<AccountRegistry>, StoreError> {
     let registry = AccountRegistry::new(
-        store,
+        Stores::open(&cli.data_dir)?,
         RegistrySettings {
             concurrency: 1,
             queue_size: 0,
             queue_timeout: Duration::from_secs(1),
             flush_interval: None,
             rescan_interval: None,
+            pool: None,
         },
     )?;
     Ok(registry.start())
@@ -113,6 +114,7 @@ async fn import_key(
     api_key: String,
     base_url: String,
     kind: &str,
+    models: Option<Vec<String>>,
 ) -> Result<(), TokenError> {
     let api_key = api_key.trim().to_string();
     if api_key.is_empty() {
@@ -139,6 +141,12 @@ async fn import_key(
             base_url,
             auth_type,
             tokens: None,
+            models: models.map(|m| {
+                m.into_iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }),
         },
     )
     .await
@@ -162,6 +170,7 @@ async fn import_official(
             base_url: found.base_url,
             auth_type: found.auth_type,
             tokens: found.tokens,
+            models: None,
         },
     )
     .await
@@ -172,7 +181,7 @@ async fn login_and_store(
     cli: &Cli,
     opts: &LoginOptions,
 ) -> Result<(), TokenError> {
-    let client = OAuthClient::new(cli.oauth.clone());
+    let client = OAuthClient::new(cli.oauth.clone(), &cli.upstream_proxy);
     let announce = |text: &str| {
         println!("{text}");
         let _ = std::io::stdout().flush();
@@ -188,6 +197,7 @@ async fn login_and_store(
             base_url: DEFAULT_IFLOW_BASE_URL.to_string(),
             auth_type: AuthType::OAuthIflow,
             tokens: Some(tokens),
+            models: None,
         },
     )
     .await
@@ -198,8 +208,14 @@ async fn refresh(
     cli: &Cli,
     uuid: String,
 ) -> Result<(), TokenError> {
-    let refresher =
-        RefresherActor::new(registry, cli.oauth.clone(), cli.refresh.clone(), false).start();
+    let refresher = RefresherActor::new(
+        registry,
+        cli.oauth.clone(),
+        &cli.upstream_proxy,
+        cli.refresh.clone(),
+        false,
+    )
+    .start();
     let outcome = refresher
         .send(RefreshAccount(uuid.clone()))
         .await
@@ -215,6 +231,19 @@ async fn refresh(
             ""
         }
     );
+    Ok(())
+}
+
+async fn reset(registry: &Addr<AccountRegistry>, uuid: String) -> Result<(), TokenError> {
+    registry
+        .send(ResetAccount(uuid.clone()))
+        .await
+        .map_err(|_| TokenError::Registry)?
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => TokenError::Invalid(format!("no account {uuid}")),
+            other => other.into(),
+        })?;
+    println!("account {uuid}: cooldown and state cleared");
     Ok(())
 }
 
@@ -264,6 +293,9 @@ pub fn state_of(summary: &AccountSummary, lead: Duration, now: DateTime<Utc>) ->
             AccountState::NeedsLogin => "needs-login",
             AccountState::KeyInvalid => "key-invalid",
         };
+    }
+    if a.cooldown_until.is_some_and(|t| t > now) {
+        return "cooldown";
     }
     let lead = chrono::Duration::from_std(lead).unwrap_or(chrono::Duration::MAX);
     match (a.auth_type, a.oauth_expires_at) {

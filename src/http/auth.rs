@@ -1,41 +1,98 @@
-//! Finds the account a request is for, from `Authorization: Bearer <uuid>`.
+//! Who is calling: a gateway key (`sk-iflow-…`, served by the pool) or, unless
+//! `IFLOW_REQUIRE_KEY` is set, an account uuid (pinned to that account).
+//! The token comes from `Authorization: Bearer` or `x-api-key`.
 
 use super::AppState;
-use crate::actors::registry::{AccountHandle, Resolve};
+use crate::actors::registry::{Principal, Resolve};
 use crate::error::GatewayError;
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest};
 use std::sync::Arc;
 
-/// The account id of a request, for the access log.
-#[derive(Clone)]
-pub struct AccountTag(pub Arc<str>);
+/// What the access log and metrics know about a request.
+#[derive(Clone, Default)]
+pub struct RequestTag {
+    pub account: Option<Arc<str>>,
+    pub model: Option<String>,
+}
 
-pub async fn authenticate(
-    req: &HttpRequest,
-    state: &AppState,
-) -> Result<Arc<AccountHandle>, GatewayError> {
-    let token = bearer(req).ok_or_else(|| {
+pub fn tag(req: &HttpRequest, account: Option<Arc<str>>, model: Option<&str>) {
+    let mut ext = req.extensions_mut();
+    let tag = ext.get_mut::<RequestTag>();
+    match tag {
+        Some(t) => {
+            if account.is_some() {
+                t.account = account;
+            }
+            if let Some(m) = model {
+                t.model = Some(m.to_string());
+            }
+        }
+        None => {
+            ext.insert(RequestTag {
+                account,
+                model: model.map(str::to_string),
+            });
+        }
+    }
+}
+
+pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, GatewayError> {
+    let token = token(req).ok_or_else(|| {
         GatewayError::Unauthorized(
-            "missing API key: send `Authorization: Bearer <account uuid>`".into(),
+            "missing API key: send `Authorization: Bearer <gateway key or account uuid>`".into(),
         )
     })?;
-    let found = match state.directory.load().find(token) {
-        Some(handle) => Some(handle),
+    let accounts = !state.config.require_key;
+    let known = {
+        let dir = state.directory.load();
+        dir.key(token).map(Principal::Key).or_else(|| {
+            dir.account(token)
+                .filter(|_| accounts)
+                .map(Principal::Account)
+        })
+    };
+    let found = match known {
+        Some(p) => Some(p),
         None => state
             .registry
-            .send(Resolve(token.to_string()))
+            .send(Resolve {
+                token: token.to_string(),
+                accounts,
+            })
             .await
             .map_err(|e| GatewayError::Unavailable(e.to_string()))?,
     };
-    let handle = found.ok_or_else(|| GatewayError::Unauthorized("invalid API key".into()))?;
-    req.extensions_mut().insert(AccountTag(handle.id.clone()));
-    Ok(handle)
+    let principal = found.ok_or_else(|| GatewayError::Unauthorized("invalid API key".into()))?;
+    if let Principal::Account(handle) = &principal {
+        tag(req, Some(handle.id.clone()), None);
+    }
+    Ok(principal)
 }
 
-fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+/// Admin endpoints need a gateway key created with `--admin`.
+pub async fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), GatewayError> {
+    match authenticate(req, state).await? {
+        Principal::Key(k) if k.key.admin => Ok(()),
+        _ => Err(GatewayError::Forbidden(
+            "this endpoint needs an admin gateway key (`iflow-actix key create --admin`)".into(),
+        )),
+    }
+}
+
+fn token(req: &HttpRequest) -> Option<&str> {
+    let headers = req.headers();
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        let token = token.trim();
+        return (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token);
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }

@@ -1,17 +1,49 @@
-//! `GET /health`: no auth; says whether the gateway can serve anything.
+//! Health endpoints, no auth: `/health` (summary), `/health/live` (the
+//! process answers) and `/health/ready` (at least one usable account).
 
 use super::AppState;
-use actix_web::{HttpResponse, web};
+use crate::error::GatewayError;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
 use serde_json::json;
 
-pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+pub async fn summary(
+    _req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
     let directory = state.directory.load();
-    let accounts = directory.len();
-    let in_flight: usize = directory.handles().map(|h| h.slots.in_flight()).sum();
-    HttpResponse::Ok().json(json!({
+    let now = Utc::now();
+    let in_flight: usize = directory
+        .handles()
+        .iter()
+        .map(|h| h.stats.in_flight())
+        .sum();
+    let usable = directory.usable_count(now);
+    Ok(HttpResponse::Ok().json(json!({
         "status": "ok",
-        "accounts": accounts,
-        "usable_accounts": accounts,
+        "ready": usable > 0,
+        "accounts": directory.len(),
+        "usable_accounts": usable,
         "in_flight": in_flight,
-    }))
+    })))
+}
+
+pub async fn live(
+    _req: HttpRequest,
+    _state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
+}
+
+pub async fn ready(
+    _req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let usable = state.directory.load().usable_count(Utc::now());
+    if usable == 0 {
+        return Err(GatewayError::Unavailable(
+            "not ready: no usable account (add one, or wait for cooldowns to end)".into(),
+        ));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "usable_accounts": usable })))
 }

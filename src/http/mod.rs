@@ -1,22 +1,27 @@
-//! The HTTP layer: one route table, thin handlers, the upstream client and
-//! the relay. Handlers talk to the actors through messages and the
-//! registry's published directory.
+//! The HTTP layer: one route table, thin handlers, the upstream client, the
+//! dispatcher (admission, failover) and the relay. Handlers talk to the
+//! actors through messages and the registry's published directory.
 
 mod access_log;
+mod admin;
 pub mod auth;
 mod body;
 mod chat;
 pub mod client;
+mod dispatch;
 mod health;
+mod meter;
 mod models;
 pub mod proxy_connector;
 pub mod relay;
 pub mod server;
 
 use crate::actors::refresher::RefresherActor;
-use crate::actors::registry::{AccountRegistry, SharedDirectory};
+use crate::actors::registry::{AccountRegistry, CooldownPolicy, SharedDirectory, UsageLedger};
+use crate::actors::scheduler::SchedulerActor;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
 use std::sync::Arc;
@@ -27,26 +32,38 @@ pub struct AppState {
     pub directory: SharedDirectory,
     pub registry: Addr<AccountRegistry>,
     pub refresher: Addr<RefresherActor>,
+    pub scheduler: Addr<SchedulerActor>,
+    pub metrics: Arc<Metrics>,
+    pub ledger: Arc<UsageLedger>,
+    pub cooldown: CooldownPolicy,
+}
+
+fn get(
+    path: &str,
+    handler: impl actix_web::Handler<
+        (HttpRequest, web::Data<AppState>),
+        Output = Result<HttpResponse, GatewayError>,
+    > + 'static,
+) -> actix_web::Resource {
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(method_not_allowed))
 }
 
 /// The route table.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/health")
-            .route(web::get().to(health::health))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/models")
-            .route(web::get().to(models::list))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/chat/completions")
-            .route(web::post().to(chat::completions))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .default_service(web::to(not_found));
+    cfg.service(get("/health", health::summary))
+        .service(get("/health/live", health::live))
+        .service(get("/health/ready", health::ready))
+        .service(get("/metrics", admin::metrics))
+        .service(get("/v1/usage", admin::usage))
+        .service(get("/v1/models", models::list))
+        .service(
+            web::resource("/v1/chat/completions")
+                .route(web::post().to(chat::completions))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .default_service(web::to(not_found));
 }
 
 pub use access_log::access_log;

@@ -7,6 +7,7 @@
 //! stops reading for the idle timeout, or when the upstream is silent for the
 //! idle timeout. While the upstream is silent it sends keep-alive comments.
 
+use super::meter::Meter;
 use crate::actors::upstream::Lease;
 use crate::error::GatewayError;
 use crate::openai::normalize;
@@ -83,7 +84,25 @@ pub async fn complete<S: UpstreamBody>(
     resp: awc::ClientResponse<S>,
     lease: Lease,
     opts: &RelayOptions,
+    meter: Meter,
 ) -> Result<HttpResponse, GatewayError> {
+    match complete_reply(resp, lease, opts).await {
+        Ok((response, usage)) => {
+            meter.finish(true, usage.as_ref());
+            Ok(response)
+        }
+        Err(e) => {
+            meter.finish(false, None);
+            Err(e)
+        }
+    }
+}
+
+async fn complete_reply<S: UpstreamBody>(
+    resp: awc::ClientResponse<S>,
+    lease: Lease,
+    opts: &RelayOptions,
+) -> Result<(HttpResponse, Option<Value>), GatewayError> {
     if !resp.status().is_success() {
         return Err(fail_with_status(resp, &lease).await);
     }
@@ -114,11 +133,13 @@ pub async fn complete<S: UpstreamBody>(
             UpstreamFault::InvalidResponse("reply has no choices".into()),
         ));
     }
+    let usage = reply.get("usage").filter(|u| !u.is_null()).cloned();
     normalize::completion(&mut reply, opts.preserve_reasoning);
     let bytes = serde_json::to_vec(&reply).map_err(|e| GatewayError::Internal(e.to_string()))?;
-    Ok(HttpResponse::Ok()
+    let response = HttpResponse::Ok()
         .content_type("application/json")
-        .body(bytes))
+        .body(bytes);
+    Ok((response, usage))
 }
 
 /// A stream: the reply head is checked now (so an error still gets a proper
@@ -128,8 +149,10 @@ pub async fn stream<S: UpstreamBody>(
     lease: Lease,
     wants_usage: bool,
     opts: RelayOptions,
+    meter: Meter,
 ) -> Result<HttpResponse, GatewayError> {
     if !resp.status().is_success() {
+        meter.finish(false, None);
         return Err(fail_with_status(resp, &lease).await);
     }
     let content_type = header_text(resp.headers(), header::CONTENT_TYPE).unwrap_or_default();
@@ -149,12 +172,13 @@ pub async fn stream<S: UpstreamBody>(
             .unwrap_or_else(|| {
                 UpstreamFault::InvalidResponse("expected an event stream, got a JSON reply".into())
             });
+        meter.finish(false, None);
         return Err(GatewayError::upstream(&account, fault));
     }
 
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let shaper = StreamShaper::new(lease.profile, opts.preserve_reasoning, wants_usage);
-    actix_web::rt::spawn(pump(resp, tx, lease, shaper, opts));
+    actix_web::rt::spawn(pump(resp, tx, lease, shaper, opts, meter));
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -168,6 +192,7 @@ async fn pump<S: UpstreamBody>(
     lease: Lease,
     mut shaper: StreamShaper,
     opts: RelayOptions,
+    meter: Meter,
 ) {
     let account = lease.account_id.clone();
     let started = Instant::now();
@@ -243,6 +268,7 @@ async fn pump<S: UpstreamBody>(
         ),
     }
     drop(lease);
+    meter.finish(shaper.error.is_none(), shaper.usage.as_ref());
 }
 
 /// The client side of the pump's channel.

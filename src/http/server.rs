@@ -3,10 +3,14 @@
 
 use super::{AppState, access_log, client, routes};
 use crate::actors::refresher::RefresherActor;
-use crate::actors::registry::{AccountRegistry, FlushUsage, RegistrySettings};
+use crate::actors::registry::{AccountRegistry, CooldownPolicy, FlushUsage, RegistrySettings};
+use crate::actors::scheduler::{SchedulerActor, SchedulerSettings};
+use crate::actors::store_worker::Stores;
+use crate::actors::upstream::PoolSignal;
 use crate::cli::Cli;
 use crate::config::Config;
-use crate::store::{AccountStore, StoreError};
+use crate::metrics::Metrics;
+use crate::store::StoreError;
 use actix::Actor;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
@@ -15,7 +19,7 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("account store: {0}")]
+    #[error("data directory: {0}")]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -34,25 +38,40 @@ pub fn install_crypto_provider() {
 pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     install_crypto_provider();
     let data_dir = cli.data_dir.as_path();
-    let store = AccountStore::open(data_dir)?;
+    let metrics = Arc::new(Metrics::default());
+    let signal = Arc::new(PoolSignal::default());
     let registry = AccountRegistry::new(
-        store,
+        Stores::open(data_dir)?,
         RegistrySettings {
             concurrency: config.concurrency,
             queue_size: config.queue_size,
             queue_timeout: config.queue_timeout,
             flush_interval: Some(config.usage_flush_interval),
             rescan_interval: Some(config.store_rescan_interval),
+            pool: Some(signal.clone()),
         },
     )?;
     let directory = registry.directory();
+    let ledger = registry.ledger();
     let accounts = directory.load().len();
     let registry = registry.start();
     let refresher = RefresherActor::new(
         registry.clone(),
         cli.oauth.clone(),
+        &cli.upstream_proxy,
         cli.refresh.clone(),
         true,
+    )
+    .with_metrics(metrics.clone())
+    .start();
+    let scheduler = SchedulerActor::new(
+        directory.clone(),
+        signal,
+        SchedulerSettings {
+            queue_size: config.pool_queue_size,
+            queue_timeout: config.queue_timeout,
+            sticky: config.sticky_sessions,
+        },
     )
     .start();
 
@@ -62,8 +81,16 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
         directory,
         registry: registry.clone(),
         refresher,
+        scheduler,
+        metrics,
+        ledger,
+        cooldown: CooldownPolicy {
+            base: config.cooldown_base,
+            max: config.cooldown_max,
+        },
     });
     let factory_config = config.clone();
+    let proxy = cli.upstream_proxy.clone();
     let workers = match config.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -72,7 +99,7 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .app_data(web::Data::new(client::build(&factory_config)))
+            .app_data(web::Data::new(client::build(&factory_config, &proxy)))
             .wrap(from_fn(access_log))
             .configure(routes)
     })
@@ -80,9 +107,10 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     .client_request_timeout(config.client_header_timeout)
     .client_disconnect_timeout(Duration::from_secs(5))
     .keep_alive(config.client_keepalive)
-    .shutdown_timeout(config.shutdown_timeout.as_secs())
+    // Whole seconds only; round up so "500ms" still leaves some grace.
+    .shutdown_timeout(config.shutdown_timeout.as_secs_f64().ceil() as u64)
     .backlog(2048)
-    .bind((config.host, config.port))
+    .bind((config.host.as_str(), config.port))
     .map_err(|source| ServeError::Bind {
         addr: addr.clone(),
         source,

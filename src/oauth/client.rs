@@ -2,6 +2,7 @@
 //! Reply parsing is separate from the HTTP calls so it can be tested alone.
 
 use super::{CLIENT_ID, CLIENT_SECRET, OAuthEndpoints, OAuthError, TokenSet, UserInfo};
+use crate::config::MaybeProxy;
 use crate::secret::Secret;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -23,12 +24,14 @@ pub fn basic_authorization() -> String {
 }
 
 impl OAuthClient {
-    /// Must run inside an actix system (awc is per thread).
-    pub fn new(endpoints: OAuthEndpoints) -> Self {
-        let http = awc::ClientBuilder::new()
-            .disable_redirects()
-            .timeout(Duration::from_secs(30))
-            .finish();
+    /// Must run inside an actix system (awc is per thread). Goes through
+    /// the upstream proxy, like chat calls.
+    pub fn new(endpoints: OAuthEndpoints, proxy: &MaybeProxy) -> Self {
+        let http = crate::http::client::build_with(
+            Duration::from_secs(15),
+            Duration::from_secs(30),
+            proxy,
+        );
         Self { http, endpoints }
     }
 

@@ -20,13 +20,13 @@ pub const DEFAULT_USERINFO_URL: &str = "https://iflow.cn/api/oauth/getUserInfo";
 #[derive(Debug, Clone, clap::Args)]
 pub struct OAuthEndpoints {
     /// Browser authorisation page.
-    #[arg(long, global = true, env = "IFLOW_OAUTH_AUTHORIZE_URL", default_value = DEFAULT_AUTHORIZE_URL)]
+    #[arg(long, global = true, env = "IFLOW_OAUTH_AUTHORIZE_URL", value_parser = crate::config::parse_with("IFLOW_OAUTH_AUTHORIZE_URL", crate::config::http_url), default_value = DEFAULT_AUTHORIZE_URL)]
     pub authorize_url: String,
     /// Token endpoint (code exchange and refresh).
-    #[arg(long, global = true, env = "IFLOW_OAUTH_TOKEN_URL", default_value = DEFAULT_TOKEN_URL)]
+    #[arg(long, global = true, env = "IFLOW_OAUTH_TOKEN_URL", value_parser = crate::config::parse_with("IFLOW_OAUTH_TOKEN_URL", crate::config::http_url), default_value = DEFAULT_TOKEN_URL)]
     pub token_url: String,
     /// User-info endpoint that returns the API key.
-    #[arg(long, global = true, env = "IFLOW_OAUTH_USERINFO_URL", default_value = DEFAULT_USERINFO_URL)]
+    #[arg(long, global = true, env = "IFLOW_OAUTH_USERINFO_URL", value_parser = crate::config::parse_with("IFLOW_OAUTH_USERINFO_URL", crate::config::http_url), default_value = DEFAULT_USERINFO_URL)]
     pub userinfo_url: String,
 }
 

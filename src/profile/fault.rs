@@ -38,7 +38,52 @@ pub enum UpstreamFault {
     StreamInterrupted(String),
 }
 
+/// What a fault says about the account that produced it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The request itself is the problem; the account is fine.
+    RequestLevel,
+    /// Rate limit or upstream trouble: rest the account, maybe this long.
+    CoolDown(Option<Duration>),
+    /// The key is refused or blocked: keep the account out until it changes.
+    Quarantine,
+    /// The key expired: refresh it.
+    KeyExpired,
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    (when.with_timezone(&chrono::Utc) - now).to_std().ok()
+}
+
 impl UpstreamFault {
+    /// Sorts the fault for failover and cooldown.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            UpstreamFault::RateLimited { retry_after, .. } => Verdict::CoolDown(
+                retry_after
+                    .as_deref()
+                    .and_then(|v| parse_retry_after(v, chrono::Utc::now())),
+            ),
+            UpstreamFault::ConcurrencyLimit(_)
+            | UpstreamFault::Unreachable(_)
+            | UpstreamFault::Timeout(_) => Verdict::CoolDown(None),
+            UpstreamFault::ServerError { status, .. } if *status >= 500 || *status == 200 => {
+                Verdict::CoolDown(None)
+            }
+            UpstreamFault::KeyInvalid(_) | UpstreamFault::AuthRejected { .. } => {
+                Verdict::Quarantine
+            }
+            UpstreamFault::KeyExpired(_) => Verdict::KeyExpired,
+            _ => Verdict::RequestLevel,
+        }
+    }
+
     /// Faults that say the account's key is bad, so refreshing may help.
     pub fn is_key_problem(&self) -> bool {
         matches!(
@@ -47,5 +92,55 @@ impl UpstreamFault {
                 | UpstreamFault::KeyInvalid(_)
                 | UpstreamFault::AuthRejected { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn verdicts() {
+        let limited = UpstreamFault::RateLimited {
+            message: String::new(),
+            retry_after: Some("3".into()),
+        };
+        assert_eq!(
+            limited.verdict(),
+            Verdict::CoolDown(Some(Duration::from_secs(3)))
+        );
+        assert_eq!(
+            UpstreamFault::KeyInvalid(String::new()).verdict(),
+            Verdict::Quarantine
+        );
+        assert_eq!(
+            UpstreamFault::KeyExpired(String::new()).verdict(),
+            Verdict::KeyExpired
+        );
+        assert_eq!(
+            UpstreamFault::ContextTooLong(String::new()).verdict(),
+            Verdict::RequestLevel
+        );
+        assert_eq!(
+            UpstreamFault::ServerError {
+                status: 503,
+                message: String::new()
+            }
+            .verdict(),
+            Verdict::CoolDown(None)
+        );
     }
 }

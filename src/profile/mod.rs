@@ -6,7 +6,7 @@ pub mod fault;
 pub mod iflow;
 mod openai;
 
-pub use fault::UpstreamFault;
+pub use fault::{UpstreamFault, Verdict};
 
 use crate::secret::Secret;
 use crate::store::AuthType;

@@ -115,6 +115,13 @@ pub struct Account {
     /// Set when the account needs attention; absent when it is fine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<AccountState>,
+    /// The pool does not use the account before this time (rate limits,
+    /// upstream failures); `token reset` clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_until: Option<DateTime<Utc>>,
+    /// Models the account serves in the pool; empty = any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
     /// Fields written by other versions or tools, preserved on rewrite.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -136,6 +143,8 @@ impl Account {
             last_used_at: None,
             request_count: 0,
             state: None,
+            cooldown_until: None,
+            models: Vec::new(),
             extra: Map::new(),
         }
     }

@@ -8,17 +8,17 @@
 //! fsync of the directory.
 
 pub mod account;
+mod files;
+pub mod keys;
+pub mod usage;
 
 pub use account::{Account, AccountState, AuthType, DEFAULT_IFLOW_BASE_URL};
+pub use files::JsonDir;
+pub use keys::{GatewayKey, KeySpec, KeyStore};
+pub use usage::{UsageFile, UsageRow, UsageStore};
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
-
-const LOCK_FILE: &str = ".lock";
-const TEMP_MARK: &str = ".tmp-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,21 +28,12 @@ pub enum StoreError {
         path: PathBuf,
         source: io::Error,
     },
-    #[error("account file {path} is not usable ({reason}); it was left untouched")]
+    #[error("file {path} is not usable ({reason}); it was left untouched")]
     Corrupt { path: PathBuf, reason: String },
-    #[error("no account {0}")]
+    #[error("no account or key {0}")]
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
-}
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError + use<> {
-    let path = path.to_path_buf();
-    move |source| StoreError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 /// What a scan of the directory found.
@@ -55,59 +46,36 @@ pub struct Scan {
 
 #[derive(Debug, Clone)]
 pub struct AccountStore {
-    dir: PathBuf,
-}
-
-/// Holds the directory's advisory lock until dropped.
-struct DirLock(File);
-
-impl Drop for DirLock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
+    files: JsonDir,
 }
 
 impl AccountStore {
     /// Opens (creating if needed) `<data_dir>/accounts`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let dir = data_dir.join("accounts");
-        if !dir.exists() {
-            fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-            // Account files hold keys: keep the directory private too.
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-                .map_err(io_err("chmod", &dir))?;
-        }
-        let store = Self { dir };
-        store.remove_stale_temp_files();
-        Ok(store)
+        Ok(Self {
+            files: JsonDir::open(data_dir.join("accounts"))?,
+        })
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.files.dir()
     }
 
     pub fn path_of(&self, uuid: &str) -> PathBuf {
-        self.dir.join(format!("{uuid}.json"))
+        self.files.path(&file_name(uuid))
     }
 
     /// Reads every `*.json` file; broken ones are reported, not fatal.
     pub fn scan(&self) -> Result<Scan, StoreError> {
         let mut scan = Scan::default();
-        let entries = fs::read_dir(&self.dir).map_err(io_err("read directory", &self.dir))?;
-        for entry in entries {
-            let entry = entry.map_err(io_err("read directory", &self.dir))?;
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || !name.ends_with(".json") {
-                continue;
-            }
-            match self.read_path(&path) {
-                Ok(account) => scan.accounts.push(account),
-                Err(StoreError::Corrupt { reason, .. }) => scan.problems.push((path, reason)),
-                // Deleted between read_dir and read: not a problem.
-                Err(StoreError::NotFound(_)) => {}
-                Err(other) => scan.problems.push((path, other.to_string())),
+        for name in self.files.json_names()? {
+            let uuid = name.trim_end_matches(".json");
+            match self.read(uuid) {
+                Ok(Some(account)) => scan.accounts.push(account),
+                // Deleted between listing and reading: not a problem.
+                Ok(None) => {}
+                Err(StoreError::Corrupt { path, reason }) => scan.problems.push((path, reason)),
+                Err(other) => scan.problems.push((self.path_of(uuid), other.to_string())),
             }
         }
         scan.accounts
@@ -120,23 +88,19 @@ impl AccountStore {
         if uuid::Uuid::parse_str(uuid).is_err() {
             return Ok(None);
         }
-        match self.read_path(&self.path_of(uuid)) {
-            Ok(account) => Ok(Some(account)),
-            Err(StoreError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.read(uuid)
     }
 
     /// Writes a new account file.
     pub fn create(&self, account: &Account) -> Result<(), StoreError> {
-        let _lock = self.lock()?;
+        let _lock = self.files.lock()?;
         if self.path_of(&account.uuid).exists() {
             return Err(StoreError::Invalid(format!(
                 "account {} already exists",
                 account.uuid
             )));
         }
-        self.write_atomic(account)
+        self.write(account)
     }
 
     /// Applies `change` to the account as it is on disk, under the lock, and
@@ -145,13 +109,13 @@ impl AccountStore {
     where
         F: FnOnce(&mut Account),
     {
-        let _lock = self.lock()?;
+        let _lock = self.files.lock()?;
         let mut account = self
             .load(uuid)?
             .ok_or_else(|| StoreError::NotFound(uuid.to_string()))?;
         change(&mut account);
         account.uuid = uuid.to_string();
-        self.write_atomic(&account)?;
+        self.write(&account)?;
         Ok(account)
     }
 
@@ -166,7 +130,7 @@ impl AccountStore {
     where
         F: FnOnce(&mut Account),
     {
-        let _lock = self.lock()?;
+        let _lock = self.files.lock()?;
         let existing = self
             .scan()?
             .accounts
@@ -177,7 +141,7 @@ impl AccountStore {
             None => (template, true),
         };
         change(&mut account);
-        self.write_atomic(&account)?;
+        self.write(&account)?;
         Ok((account, created))
     }
 
@@ -186,112 +150,36 @@ impl AccountStore {
         if uuid::Uuid::parse_str(uuid).is_err() {
             return Ok(false);
         }
-        let _lock = self.lock()?;
-        let path = self.path_of(uuid);
-        match fs::remove_file(&path) {
-            Ok(()) => {
-                self.sync_dir()?;
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io_err("remove", &path)(e)),
-        }
+        let _lock = self.files.lock()?;
+        self.files.remove(&file_name(uuid))
     }
 
-    fn read_path(&self, path: &Path) -> Result<Account, StoreError> {
-        let bytes = match fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NotFound(path.display().to_string()));
-            }
-            Err(e) => return Err(io_err("read", path)(e)),
+    fn read(&self, uuid: &str) -> Result<Option<Account>, StoreError> {
+        let Some(bytes) = self.files.read(&file_name(uuid))? else {
+            return Ok(None);
         };
+        let path = self.path_of(uuid);
         let account = Account::from_json(&bytes).map_err(|reason| StoreError::Corrupt {
-            path: path.to_path_buf(),
+            path: path.clone(),
             reason,
         })?;
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-        if stem.as_deref() != Some(account.uuid.as_str()) {
+        if account.uuid != uuid {
             return Err(StoreError::Corrupt {
-                path: path.to_path_buf(),
+                path,
                 reason: format!("file name does not match uuid {}", account.uuid),
             });
         }
-        Ok(account)
+        Ok(Some(account))
     }
 
-    fn lock(&self) -> Result<DirLock, StoreError> {
-        let path = self.dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err("open lock file", &path))?;
-        file.lock().map_err(io_err("lock", &path))?;
-        Ok(DirLock(file))
+    fn write(&self, account: &Account) -> Result<(), StoreError> {
+        self.files
+            .write_atomic(&file_name(&account.uuid), &account.to_json())
     }
+}
 
-    fn write_atomic(&self, account: &Account) -> Result<(), StoreError> {
-        let final_path = self.path_of(&account.uuid);
-        let temp_path = self.dir.join(format!(
-            ".{}.json{TEMP_MARK}{}-{}",
-            account.uuid,
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&temp_path)
-                .map_err(io_err("create", &temp_path))?;
-            // The mode above is filtered by the umask; make it exact.
-            file.set_permissions(fs::Permissions::from_mode(0o600))
-                .map_err(io_err("chmod", &temp_path))?;
-            file.write_all(&account.to_json())
-                .and_then(|()| file.write_all(b"\n"))
-                .map_err(io_err("write", &temp_path))?;
-            file.sync_all().map_err(io_err("fsync", &temp_path))?;
-            fs::rename(&temp_path, &final_path).map_err(io_err("rename", &final_path))?;
-            self.sync_dir()
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&temp_path);
-        }
-        result
-    }
-
-    fn sync_dir(&self) -> Result<(), StoreError> {
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("fsync directory", &self.dir))
-    }
-
-    /// Temp files older than a minute are leftovers of a process that died
-    /// mid-write; the real file is intact, so they can go.
-    fn remove_stale_temp_files(&self) {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        let cutoff = SystemTime::now() - Duration::from_secs(60);
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if !name.to_string_lossy().contains(TEMP_MARK) {
-                continue;
-            }
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .map(|t| t < cutoff)
-                .unwrap_or(false);
-            if old {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-    }
+fn file_name(id: &str) -> String {
+    format!("{id}.json")
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 use super::*;
 use crate::secret::Secret;
 use chrono::Utc;
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 fn store() -> (tempfile::TempDir, AccountStore) {
@@ -127,7 +128,7 @@ fn no_temp_files_are_left_behind() {
         .expect("dir")
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != LOCK_FILE)
+        .filter(|n| n != ".lock")
         .collect();
     assert_eq!(names, vec![format!("{}.json", a.uuid)]);
 }

@@ -13,6 +13,7 @@ fn actor(cap: usize, queue: usize, wait: Duration) -> (Addr<UpstreamActor>, Arc<
         cap,
         queue,
         wait,
+        None,
     );
     let stats = a.stats();
     (a.start(), stats)

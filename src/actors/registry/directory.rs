@@ -1,0 +1,313 @@
+//! What the registry publishes for the hot path: a read-only directory from
+//! bearer token to account or gateway key, swapped whole on every change and
+//! read by handlers without a message round trip. The handles share atomics
+//! (usage, slot counts, health) with the actors that own them.
+
+use crate::actors::upstream::{SlotStats, UpstreamActor};
+use crate::store::{Account, AccountState, AuthType, GatewayKey};
+use actix::Addr;
+use arc_swap::ArcSwap;
+use chrono::{DateTime, TimeZone, Utc};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+/// What a request needs to know about its account.
+pub struct AccountHandle {
+    pub id: Arc<str>,
+    pub auth_type: AuthType,
+    /// Models the account serves in the pool; empty = any.
+    pub models: Vec<String>,
+    pub upstream: Addr<UpstreamActor>,
+    pub slots: Arc<Semaphore>,
+    pub stats: Arc<SlotStats>,
+    pub usage: Arc<UsageCounter>,
+    pub health: Arc<AccountHealth>,
+}
+
+impl AccountHandle {
+    pub fn serves(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|m| m == model)
+    }
+}
+
+/// Requests served since the last flush.
+#[derive(Debug, Default)]
+pub struct UsageCounter {
+    requests: AtomicU64,
+    last_used_ms: AtomicI64,
+}
+
+impl UsageCounter {
+    pub fn record(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.last_used_ms
+            .fetch_max(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    pub fn pending(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn last_used(&self) -> Option<DateTime<Utc>> {
+        from_ms(self.last_used_ms.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn take(&self) -> u64 {
+        self.requests.swap(0, Ordering::Relaxed)
+    }
+
+    pub(super) fn restore(&self, n: u64) {
+        self.requests.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+fn from_ms(ms: i64) -> Option<DateTime<Utc>> {
+    match ms {
+        0 => None,
+        ms => Utc.timestamp_millis_opt(ms).single(),
+    }
+}
+
+/// How long an account rests after failures: `Retry-After` when the
+/// upstream gave one, otherwise `base × 2^(failures-1)`; never above `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct CooldownPolicy {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl CooldownPolicy {
+    pub fn delay(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = self
+            .base
+            .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(20)));
+        retry_after.unwrap_or(backoff).min(self.max)
+    }
+}
+
+/// Whether the pool may use an account now. Mirrors the account file's
+/// `state` and `cooldown_until`, and is changed at once by request outcomes.
+#[derive(Debug, Default)]
+pub struct AccountHealth {
+    cooldown_until_ms: AtomicI64,
+    failures: AtomicU32,
+    key_invalid: AtomicBool,
+    needs_login: AtomicBool,
+}
+
+impl AccountHealth {
+    pub fn from_account(account: &Account) -> Self {
+        let health = Self::default();
+        health.apply(account);
+        health
+    }
+
+    /// Takes the persisted state (after a write, or a change by the CLI).
+    pub fn apply(&self, account: &Account) {
+        let until = account.cooldown_until.map_or(0, |t| t.timestamp_millis());
+        self.cooldown_until_ms.store(until, Ordering::Relaxed);
+        self.key_invalid.store(
+            account.state == Some(AccountState::KeyInvalid),
+            Ordering::Relaxed,
+        );
+        self.needs_login.store(
+            account.state == Some(AccountState::NeedsLogin),
+            Ordering::Relaxed,
+        );
+        if until == 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub fn key_invalid(&self) -> bool {
+        self.key_invalid.load(Ordering::Relaxed)
+    }
+
+    /// Remaining cooldown, if any.
+    pub fn cooling(&self, now: DateTime<Utc>) -> Option<Duration> {
+        let until = self.cooldown_until_ms.load(Ordering::Relaxed);
+        let left = until - now.timestamp_millis();
+        (left > 0).then(|| Duration::from_millis(left.unsigned_abs()))
+    }
+
+    /// Usable by the pool: key not refused, not cooling down.
+    pub fn usable(&self, now: DateTime<Utc>) -> bool {
+        !self.key_invalid() && self.cooling(now).is_none()
+    }
+
+    pub fn label(&self, now: DateTime<Utc>) -> &'static str {
+        if self.key_invalid() {
+            "key-invalid"
+        } else if self.cooling(now).is_some() {
+            "cooldown"
+        } else if self.needs_login.load(Ordering::Relaxed) {
+            "needs-login"
+        } else {
+            "active"
+        }
+    }
+
+    pub fn record_success(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Starts (or extends) a cooldown; returns its end.
+    pub fn start_cooldown(
+        &self,
+        policy: &CooldownPolicy,
+        retry_after: Option<Duration>,
+        now: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let delay = policy.delay(failures, retry_after);
+        let until = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+        self.cooldown_until_ms
+            .fetch_max(until.timestamp_millis(), Ordering::Relaxed);
+        from_ms(self.cooldown_until_ms.load(Ordering::Relaxed)).unwrap_or(until)
+    }
+
+    pub fn quarantine(&self) {
+        self.key_invalid.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A gateway key as the hot path sees it.
+pub struct KeyHandle {
+    pub key: GatewayKey,
+    /// The key's own concurrency limit, when it has one.
+    pub slots: Option<Arc<Semaphore>>,
+}
+
+/// Token → account or key, swapped whole whenever either set changes.
+#[derive(Default)]
+pub struct Directory {
+    accounts: HashMap<[u8; 32], Arc<AccountHandle>>,
+    keys: HashMap<[u8; 32], Arc<KeyHandle>>,
+    /// Accounts in a stable order, for round robin.
+    ordered: Vec<Arc<AccountHandle>>,
+}
+
+pub type SharedDirectory = Arc<ArcSwap<Directory>>;
+
+pub fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Directory {
+    pub(super) fn new(
+        accounts: Vec<Arc<AccountHandle>>,
+        keys: Vec<(String, Arc<KeyHandle>)>,
+    ) -> Self {
+        Self {
+            accounts: accounts
+                .iter()
+                .map(|h| (digest(&h.id), h.clone()))
+                .collect(),
+            keys: keys
+                .into_iter()
+                .map(|(hash, k)| (hex_digest(&hash), k))
+                .collect(),
+            ordered: accounts,
+        }
+    }
+
+    /// The account whose uuid is `token`. The map is keyed by a digest and
+    /// the final comparison is constant-time, so response timing says
+    /// nothing about how close a guess was.
+    pub fn account(&self, token: &str) -> Option<Arc<AccountHandle>> {
+        let handle = self.accounts.get(&digest(token))?;
+        bool::from(handle.id.as_bytes().ct_eq(token.as_bytes())).then(|| handle.clone())
+    }
+
+    /// The gateway key `token` (keys are stored as SHA-256 digests).
+    pub fn key(&self, token: &str) -> Option<Arc<KeyHandle>> {
+        self.keys.get(&digest(token)).cloned()
+    }
+
+    pub fn key_by_id(&self, id: &str) -> Option<Arc<KeyHandle>> {
+        self.keys.values().find(|k| k.key.id == id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ordered.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ordered.is_empty()
+    }
+
+    pub fn handles(&self) -> &[Arc<AccountHandle>] {
+        &self.ordered
+    }
+
+    /// Accounts the pool could use now.
+    pub fn usable_count(&self, now: DateTime<Utc>) -> usize {
+        self.ordered.iter().filter(|h| h.health.usable(now)).count()
+    }
+}
+
+/// The stored hex SHA-256 back to bytes (a malformed one maps to nothing usable).
+fn hex_digest(hex: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = hex
+            .get(i * 2..i * 2 + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cooldown_backs_off_and_caps() {
+        let p = CooldownPolicy {
+            base: Duration::from_secs(5),
+            max: Duration::from_secs(60),
+        };
+        assert_eq!(p.delay(1, None), Duration::from_secs(5));
+        assert_eq!(p.delay(3, None), Duration::from_secs(20));
+        assert_eq!(p.delay(30, None), Duration::from_secs(60));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(86_400 * 3))),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn health_follows_cooldown_and_quarantine() {
+        let h = AccountHealth::default();
+        let now = Utc::now();
+        assert!(h.usable(now));
+        let p = CooldownPolicy {
+            base: Duration::from_secs(5),
+            max: Duration::from_secs(60),
+        };
+        let until = h.start_cooldown(&p, None, now);
+        assert!(until > now);
+        assert!(!h.usable(now));
+        assert_eq!(h.label(now), "cooldown");
+        assert!(h.usable(now + chrono::Duration::seconds(6)));
+        h.quarantine();
+        assert_eq!(h.label(now + chrono::Duration::seconds(6)), "key-invalid");
+    }
+
+    #[test]
+    fn hex_digest_round_trips() {
+        let d = digest("sk-iflow-x");
+        let hex = crate::profile::iflow::signature::hex(&d);
+        assert_eq!(hex_digest(&hex), d);
+    }
+}

@@ -1,0 +1,299 @@
+//! `AccountRegistry`: owns the file stores (accounts, gateway keys, usage)
+//! and the set of live accounts.
+//!
+//! It keeps one [`UpstreamActor`] per account and publishes a read-only
+//! [`Directory`] (token → account or key) that HTTP handlers read without a
+//! message round trip. Blocking file work goes to the [`StoreWorker`]
+//! thread. Usage counters live in memory and are written in batches by
+//! [`FlushUsage`], never once per request. Files changed by another process
+//! (the CLI) are picked up by [`Rescan`] and by [`Resolve`] for unknown tokens.
+//!
+//! Handlers are grouped by subject: `accounts.rs`, `keys.rs`, `usage.rs`.
+
+mod accounts;
+mod directory;
+mod keys;
+mod usage;
+
+pub use accounts::{
+    ApplyRefresh, DeleteAccount, GetAccount, ImportAccount, ListAccounts, Rescan, ResetAccount,
+    Resolve, SetCooldown, SetState,
+};
+pub use directory::{
+    AccountHandle, AccountHealth, CooldownPolicy, Directory, KeyHandle, SharedDirectory,
+    UsageCounter, digest,
+};
+pub use keys::{CreateKey, ListKeys, RevokeKey};
+pub use usage::{FlushUsage, UsageEvent, UsageLedger, UsageReport};
+
+use crate::actors::store_worker::{StoreWorker, Stores};
+use crate::actors::upstream::{PoolSignal, Retire, UpdateCredentials, UpstreamActor};
+use crate::profile::Credentials;
+use crate::store::{Account, GatewayKey, Scan, StoreError};
+use actix::prelude::*;
+use arc_swap::ArcSwap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+#[derive(Clone)]
+pub struct RegistrySettings {
+    pub concurrency: usize,
+    pub queue_size: usize,
+    pub queue_timeout: Duration,
+    /// `None` for one-shot CLI use: no timers.
+    pub flush_interval: Option<Duration>,
+    pub rescan_interval: Option<Duration>,
+    /// Wakes the pool scheduler when a slot frees up.
+    pub pool: Option<Arc<PoolSignal>>,
+}
+
+/// Who a bearer token belongs to.
+#[derive(Clone)]
+pub enum Principal {
+    Account(Arc<AccountHandle>),
+    Key(Arc<KeyHandle>),
+}
+
+/// An account as `token list` shows it.
+#[derive(Debug, Clone)]
+pub struct AccountSummary {
+    pub account: Account,
+    pub in_flight: usize,
+}
+
+struct Entry {
+    account: Account,
+    handle: Arc<AccountHandle>,
+}
+
+pub struct AccountRegistry {
+    settings: RegistrySettings,
+    worker: Addr<StoreWorker>,
+    entries: HashMap<String, Entry>,
+    keys: Vec<GatewayKey>,
+    directory: SharedDirectory,
+    ledger: Arc<UsageLedger>,
+    reported: HashSet<PathBuf>,
+    miss_window: (Instant, u32),
+}
+
+/// Disk re-checks for unknown tokens allowed per second, so a flood of bad
+/// tokens cannot turn into a flood of file reads.
+const MISS_CHECKS_PER_SECOND: u32 = 20;
+
+impl AccountRegistry {
+    /// Reads the stores once (at start-up, before serving) and builds the
+    /// registry. Must run inside an actix system: it starts actors.
+    pub fn new(stores: Stores, settings: RegistrySettings) -> Result<Self, StoreError> {
+        let scan = stores.accounts.scan()?;
+        let (keys, key_problems) = stores.keys.scan()?;
+        let mut registry = Self {
+            settings,
+            worker: StoreWorker::start(stores),
+            entries: HashMap::new(),
+            keys: Vec::new(),
+            directory: Arc::new(ArcSwap::from_pointee(Directory::default())),
+            ledger: Arc::new(UsageLedger::default()),
+            reported: HashSet::new(),
+            miss_window: (Instant::now(), 0),
+        };
+        registry.report(&key_problems);
+        registry.keys = keys;
+        registry.reconcile(scan);
+        Ok(registry)
+    }
+
+    pub fn directory(&self) -> SharedDirectory {
+        self.directory.clone()
+    }
+
+    pub fn ledger(&self) -> Arc<UsageLedger> {
+        self.ledger.clone()
+    }
+
+    fn credentials(account: &Account) -> Credentials {
+        Credentials {
+            api_key: account.api_key.clone(),
+            base_url: account.base_url.clone(),
+            auth_type: account.auth_type,
+        }
+    }
+
+    /// Adds or refreshes one account from its on-disk state. Only fields
+    /// that changed on disk override what this process knows (a write of
+    /// ours may still be on its way).
+    fn upsert(&mut self, account: Account) -> Arc<AccountHandle> {
+        if let Some(entry) = self.entries.get_mut(&account.uuid) {
+            let old = &entry.account;
+            let creds = Self::credentials(&account);
+            if creds != Self::credentials(old) {
+                log::info!("account {}: credentials changed", account.uuid);
+                entry.handle.upstream.do_send(UpdateCredentials(creds));
+            }
+            if account.cooldown_until != old.cooldown_until || account.state != old.state {
+                entry.handle.health.apply(&account);
+            }
+            if account.models != old.models || account.auth_type != old.auth_type {
+                let h = &entry.handle;
+                entry.handle = Arc::new(AccountHandle {
+                    id: h.id.clone(),
+                    auth_type: account.auth_type,
+                    models: account.models.clone(),
+                    upstream: h.upstream.clone(),
+                    slots: h.slots.clone(),
+                    stats: h.stats.clone(),
+                    usage: h.usage.clone(),
+                    health: h.health.clone(),
+                });
+            }
+            entry.account = account;
+            return entry.handle.clone();
+        }
+        let actor = UpstreamActor::new(
+            &account.uuid,
+            Self::credentials(&account),
+            self.settings.concurrency,
+            self.settings.queue_size,
+            self.settings.queue_timeout,
+            self.settings.pool.clone(),
+        );
+        let handle = Arc::new(AccountHandle {
+            id: Arc::from(account.uuid.as_str()),
+            auth_type: account.auth_type,
+            models: account.models.clone(),
+            slots: actor.slots(),
+            stats: actor.stats(),
+            upstream: actor.start(),
+            usage: Arc::new(UsageCounter::default()),
+            health: Arc::new(AccountHealth::from_account(&account)),
+        });
+        log::debug!("account {}: loaded ({})", account.uuid, account.auth_type);
+        self.entries.insert(
+            account.uuid.clone(),
+            Entry {
+                account,
+                handle: handle.clone(),
+            },
+        );
+        handle
+    }
+
+    fn remove(&mut self, uuid: &str) {
+        if let Some(entry) = self.entries.remove(uuid) {
+            log::info!("account {uuid}: removed");
+            entry.handle.upstream.do_send(Retire);
+        }
+    }
+
+    fn report(&mut self, problems: &[(PathBuf, String)]) {
+        for (path, reason) in problems {
+            if self.reported.insert(path.clone()) {
+                log::warn!("skipping {}: {reason}", path.display());
+            }
+        }
+    }
+
+    /// Makes the live set match a fresh scan of the accounts directory.
+    fn reconcile(&mut self, scan: Scan) {
+        let mut seen: HashSet<String> = HashSet::new();
+        for account in scan.accounts {
+            seen.insert(account.uuid.clone());
+            self.upsert(account);
+        }
+        // A file that turned unreadable keeps its last good state live.
+        for (path, _) in &scan.problems {
+            if let Some(stem) = path.file_stem() {
+                seen.insert(stem.to_string_lossy().into_owned());
+            }
+        }
+        self.report(&scan.problems);
+        let gone: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|id| !seen.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.remove(&id);
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let mut accounts: Vec<(Option<chrono::DateTime<chrono::Utc>>, Arc<AccountHandle>)> = self
+            .entries
+            .values()
+            .map(|e| (e.account.created_at, e.handle.clone()))
+            .collect();
+        accounts.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+        let now = chrono::Utc::now();
+        let old = self.directory.load();
+        let keys = self
+            .keys
+            .iter()
+            .filter(|k| k.is_usable(now))
+            .map(|k| {
+                // Keep the live semaphore of a key that did not change.
+                let kept = old.key_by_id(&k.id).filter(|h| h.key == *k);
+                let handle = kept.unwrap_or_else(|| {
+                    Arc::new(KeyHandle {
+                        key: k.clone(),
+                        slots: k
+                            .max_concurrency
+                            .map(|n| Arc::new(Semaphore::new(n.max(1)))),
+                    })
+                });
+                (k.hash.clone(), handle)
+            })
+            .collect();
+        self.directory.store(Arc::new(Directory::new(
+            accounts.into_iter().map(|(_, h)| h).collect(),
+            keys,
+        )));
+    }
+
+    fn summary(&self, entry: &Entry) -> AccountSummary {
+        let mut account = entry.account.clone();
+        account.request_count += entry.handle.usage.pending();
+        if let Some(t) = entry.handle.usage.last_used() {
+            account.last_used_at = account.last_used_at.max(Some(t));
+        }
+        AccountSummary {
+            account,
+            in_flight: entry.handle.stats.in_flight(),
+        }
+    }
+
+    fn miss_check_allowed(&mut self) -> bool {
+        let (start, count) = &mut self.miss_window;
+        if start.elapsed() >= Duration::from_secs(1) {
+            *start = Instant::now();
+            *count = 0;
+        }
+        *count += 1;
+        *count <= MISS_CHECKS_PER_SECOND
+    }
+}
+
+impl Actor for AccountRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Handlers ask for rare things (unknown tokens, state changes), but
+        // a burst must not be refused by a small mailbox.
+        ctx.set_mailbox_capacity(1024);
+        if let Some(every) = self.settings.flush_interval {
+            ctx.run_interval(every, |_, ctx| ctx.notify(FlushUsage));
+        }
+        if let Some(every) = self.settings.rescan_interval {
+            ctx.run_interval(every, |_, ctx| ctx.notify(Rescan));
+        }
+    }
+}
+
+fn worker_gone(e: MailboxError) -> StoreError {
+    StoreError::Invalid(format!("store worker unavailable: {e}"))
+}

@@ -1,0 +1,177 @@
+//! Usage bookkeeping of the registry: the in-memory ledger bumped by
+//! handlers, and the batched flush to the account files and the usage
+//! ledger file.
+
+use super::{AccountHandle, AccountRegistry, worker_gone};
+use crate::actors::store_worker::StoreJob;
+use crate::store::{StoreError, UsageFile, UsageRow};
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Writes pending usage (account counters and the ledger); answers how
+/// many account files were written.
+#[derive(Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct FlushUsage;
+
+/// The ledger on disk plus what is still pending in memory.
+#[derive(Message)]
+#[rtype(result = "Result<UsageFile, StoreError>")]
+pub struct UsageReport;
+
+/// Usage since the last flush, per (account, key, model).
+#[derive(Debug, Default)]
+pub struct UsageLedger {
+    pending: Mutex<HashMap<String, UsageRow>>,
+}
+
+/// One finished request, as the ledger counts it.
+pub struct UsageEvent<'a> {
+    pub account: &'a str,
+    pub key: &'a str,
+    pub model: &'a str,
+    pub ok: bool,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl UsageLedger {
+    pub fn record(&self, event: &UsageEvent<'_>) {
+        let slot = format!("{}\0{}\0{}", event.account, event.key, event.model);
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let row = pending.entry(slot).or_insert_with(|| UsageRow {
+            account: event.account.to_string(),
+            key: event.key.to_string(),
+            model: event.model.to_string(),
+            ..UsageRow::default()
+        });
+        row.requests += 1;
+        row.errors += u64::from(!event.ok);
+        row.prompt_tokens += event.prompt_tokens;
+        row.completion_tokens += event.completion_tokens;
+        row.last_used_at = Some(Utc::now());
+    }
+
+    pub fn snapshot(&self) -> Vec<UsageRow> {
+        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.values().cloned().collect()
+    }
+
+    fn take(&self) -> Vec<UsageRow> {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *pending).into_values().collect()
+    }
+
+    fn restore(&self, rows: Vec<UsageRow>) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        for row in rows {
+            let slot = format!("{}\0{}\0{}", row.account, row.key, row.model);
+            match pending.get_mut(&slot) {
+                Some(existing) => existing.absorb(&row),
+                None => {
+                    pending.insert(slot, row);
+                }
+            }
+        }
+    }
+}
+
+/// One account's unflushed request count: id, requests, last use, handle.
+type PendingCount = (String, u64, Option<DateTime<Utc>>, Arc<AccountHandle>);
+
+impl Handler<FlushUsage> for AccountRegistry {
+    type Result = ResponseActFuture<Self, Result<usize, StoreError>>;
+
+    /// Adds the pending counters to the files, on top of what is on disk.
+    fn handle(&mut self, _msg: FlushUsage, _ctx: &mut Self::Context) -> Self::Result {
+        let counts: Vec<PendingCount> = self
+            .entries
+            .iter()
+            .filter_map(|(id, e)| {
+                let n = e.handle.usage.take();
+                (n > 0).then(|| (id.clone(), n, e.handle.usage.last_used(), e.handle.clone()))
+            })
+            .collect();
+        let rows = self.ledger.take();
+        if counts.is_empty() && rows.is_empty() {
+            return Box::pin(fut::ready(Ok(0)));
+        }
+        let work: Vec<(String, u64, Option<DateTime<Utc>>)> = counts
+            .iter()
+            .map(|(id, n, t, _)| (id.clone(), *n, *t))
+            .collect();
+        let job_rows = rows.clone();
+        let job = StoreJob::new(move |stores| {
+            let accounts: Vec<_> = work
+                .into_iter()
+                .map(|(id, n, t)| {
+                    stores.accounts.modify(&id, |a| {
+                        a.request_count += n;
+                        a.last_used_at = a.last_used_at.max(t);
+                    })
+                })
+                .collect();
+            let ledger = if job_rows.is_empty() {
+                Ok(())
+            } else {
+                stores.usage.add(&job_rows, Utc::now()).map(|_| ())
+            };
+            (accounts, ledger)
+        });
+        Box::pin(
+            self.worker
+                .send(job)
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    let Ok((results, ledger)) = res else {
+                        for (_, n, _, handle) in &counts {
+                            handle.usage.restore(*n);
+                        }
+                        act.ledger.restore(rows);
+                        return Err(StoreError::Invalid("store worker unavailable".into()));
+                    };
+                    let mut first_error = None;
+                    if let Err(e) = ledger {
+                        log::warn!("usage ledger not written, will retry: {e}");
+                        act.ledger.restore(rows);
+                        first_error = Some(e);
+                    }
+                    let mut written = 0;
+                    for ((id, n, _, handle), result) in counts.iter().zip(results) {
+                        match result {
+                            Ok(account) => {
+                                written += 1;
+                                act.upsert(account);
+                            }
+                            Err(StoreError::NotFound(_)) => {}
+                            Err(e) => {
+                                log::warn!("account {id}: usage not written, will retry: {e}");
+                                handle.usage.restore(*n);
+                                first_error.get_or_insert(e);
+                            }
+                        }
+                    }
+                    match first_error {
+                        Some(e) if written == 0 => Err(e),
+                        _ => Ok(written),
+                    }
+                }),
+        )
+    }
+}
+
+impl Handler<UsageReport> for AccountRegistry {
+    type Result = ResponseActFuture<Self, Result<UsageFile, StoreError>>;
+
+    /// Totals from disk with the pending deltas added.
+    fn handle(&mut self, _msg: UsageReport, _ctx: &mut Self::Context) -> Self::Result {
+        let job = StoreJob::new(|stores| stores.usage.load());
+        Box::pin(self.worker.send(job).into_actor(self).map(|res, act, _| {
+            let mut file = res.map_err(worker_gone)??;
+            file.add(&act.ledger.snapshot());
+            Ok(file)
+        }))
+    }
+}

@@ -1,0 +1,331 @@
+//! `SchedulerActor`: spreads gateway-key requests over the account pool.
+//!
+//! It picks the usable account (not cooling down, key not refused, serving
+//! the model) with the fewest requests in flight, round robin among equals,
+//! and takes one of its slots directly from the account's semaphore; the
+//! account's `UpstreamActor` then signs the request. When every candidate is
+//! at its cap the request waits in one FIFO queue (bounded in length and
+//! time); a freed slot goes to the first waiter that can use it. A
+//! conversation (the client's `user` field or session header) prefers the
+//! account it used last while that account has room.
+
+use crate::actors::registry::{AccountHandle, SharedDirectory};
+use crate::actors::upstream::{PoolSignal, SlotFreed, SlotPermit};
+use crate::error::GatewayError;
+use actix::prelude::*;
+use chrono::Utc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Finds an account for a request.
+#[derive(Message)]
+#[rtype(result = "Result<PoolAdmission, GatewayError>")]
+pub struct Pick {
+    pub model: String,
+    /// Conversation key for stickiness.
+    pub affinity: Option<String>,
+    /// Accounts that already failed this request.
+    pub exclude: Vec<Arc<str>>,
+}
+
+/// A picked account with one of its slots.
+pub type Picked = (Arc<AccountHandle>, SlotPermit);
+
+pub enum PoolAdmission {
+    Ready(Picked),
+    Queued(PoolTicket),
+}
+
+/// A place in the pool queue. Dropping it gives the place up.
+pub struct PoolTicket {
+    rx: oneshot::Receiver<Picked>,
+    pub timeout: Duration,
+    pub retry_after: u64,
+}
+
+impl PoolTicket {
+    pub async fn wait(self) -> Result<Picked, GatewayError> {
+        let retry_after = self.retry_after;
+        match tokio::time::timeout(self.timeout, self.rx).await {
+            Ok(Ok(picked)) => Ok(picked),
+            Ok(Err(_)) => Err(GatewayError::Unavailable("the scheduler stopped".into())),
+            Err(_) => Err(GatewayError::PoolBusy {
+                retry_after,
+                queued: true,
+            }),
+        }
+    }
+}
+
+struct Waiter {
+    model: String,
+    affinity: Option<String>,
+    exclude: Vec<Arc<str>>,
+    tx: oneshot::Sender<Picked>,
+    deadline: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    pub queue_size: usize,
+    pub queue_timeout: Duration,
+    pub sticky: bool,
+}
+
+pub struct SchedulerActor {
+    directory: SharedDirectory,
+    signal: Arc<PoolSignal>,
+    settings: SchedulerSettings,
+    queue: VecDeque<Waiter>,
+    cursor: usize,
+    affinity: HashMap<String, (Arc<str>, Instant)>,
+}
+
+/// Conversations remembered for stickiness, and for how long.
+const AFFINITY_LIMIT: usize = 10_000;
+const AFFINITY_TTL: Duration = Duration::from_secs(3600);
+
+/// Why nobody can take a request, even by waiting.
+enum NoAccount {
+    None,
+    NotForModel,
+    Cooling(Duration),
+}
+
+impl SchedulerActor {
+    pub fn new(
+        directory: SharedDirectory,
+        signal: Arc<PoolSignal>,
+        settings: SchedulerSettings,
+    ) -> Self {
+        Self {
+            directory,
+            signal,
+            settings,
+            queue: VecDeque::new(),
+            cursor: 0,
+            affinity: HashMap::new(),
+        }
+    }
+
+    fn candidates(
+        &self,
+        model: &str,
+        exclude: &[Arc<str>],
+    ) -> Result<Vec<Arc<AccountHandle>>, NoAccount> {
+        let dir = self.directory.load();
+        let now = Utc::now();
+        let serving: Vec<&Arc<AccountHandle>> = dir
+            .handles()
+            .iter()
+            .filter(|h| h.serves(model) && !exclude.contains(&h.id))
+            .collect();
+        if serving.is_empty() {
+            return Err(if dir.is_empty() {
+                NoAccount::None
+            } else {
+                NoAccount::NotForModel
+            });
+        }
+        let usable: Vec<Arc<AccountHandle>> = serving
+            .iter()
+            .filter(|h| h.health.usable(now))
+            .map(|h| (*h).clone())
+            .collect();
+        if usable.is_empty() {
+            let soonest = serving.iter().filter_map(|h| h.health.cooling(now)).min();
+            return Err(soonest.map_or(NoAccount::None, NoAccount::Cooling));
+        }
+        Ok(usable)
+    }
+
+    /// Takes a slot on the best candidate, if one has room.
+    fn try_pick(
+        &mut self,
+        model: &str,
+        affinity: Option<&str>,
+        exclude: &[Arc<str>],
+    ) -> Result<Option<Picked>, NoAccount> {
+        let candidates = self.candidates(model, exclude)?;
+        if self.settings.sticky
+            && let Some((id, _)) = affinity.and_then(|a| self.affinity.get(a))
+            && let Some(h) = candidates.iter().find(|h| &h.id == id)
+            && let Some(permit) = SlotPermit::try_take(&h.slots, &h.stats)
+        {
+            return Ok(Some((h.clone(), permit)));
+        }
+        let n = candidates.len();
+        let start = self.cursor % n;
+        let mut order: Vec<(usize, usize, usize)> = (0..n)
+            .map(|i| {
+                let idx = (start + i) % n;
+                (candidates[idx].stats.in_flight(), i, idx)
+            })
+            .collect();
+        order.sort_unstable();
+        for (_, _, idx) in order {
+            let h = &candidates[idx];
+            if let Some(permit) = SlotPermit::try_take(&h.slots, &h.stats) {
+                self.cursor = idx + 1;
+                if let Some(a) = affinity.filter(|_| self.settings.sticky) {
+                    self.remember(a, h.id.clone());
+                }
+                return Ok(Some((h.clone(), permit)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn remember(&mut self, conversation: &str, account: Arc<str>) {
+        if self.affinity.len() >= AFFINITY_LIMIT {
+            let cutoff = Instant::now() - AFFINITY_TTL;
+            self.affinity.retain(|_, (_, t)| *t > cutoff);
+            if self.affinity.len() >= AFFINITY_LIMIT {
+                self.affinity.clear();
+            }
+        }
+        self.affinity
+            .insert(conversation.to_string(), (account, Instant::now()));
+    }
+
+    fn retry_after(&self) -> u64 {
+        let dir = self.directory.load();
+        let cap: usize = dir.handles().iter().map(|h| h.stats.cap).sum();
+        let hold = dir
+            .handles()
+            .iter()
+            .map(|h| h.stats.typical_hold())
+            .max()
+            .unwrap_or(Duration::from_secs(1));
+        let ahead = self.queue.len() as u64 + 1;
+        (hold.as_secs().max(1) * ahead / cap.max(1) as u64).clamp(1, 600)
+    }
+
+    fn enqueue(&mut self, msg: Pick) -> Result<PoolAdmission, GatewayError> {
+        if self.queue.len() >= self.settings.queue_size {
+            return Err(GatewayError::PoolBusy {
+                retry_after: self.retry_after(),
+                queued: false,
+            });
+        }
+        let (tx, rx) = oneshot::channel();
+        let retry_after = self.retry_after();
+        self.queue.push_back(Waiter {
+            model: msg.model,
+            affinity: msg.affinity,
+            exclude: msg.exclude,
+            tx,
+            deadline: Instant::now() + self.settings.queue_timeout,
+        });
+        self.signal
+            .waiting
+            .store(self.queue.len(), Ordering::Relaxed);
+        Ok(PoolAdmission::Queued(PoolTicket {
+            rx,
+            timeout: self.settings.queue_timeout,
+            retry_after,
+        }))
+    }
+
+    /// Hands free slots to waiters, oldest first; drops waiters that left.
+    fn serve_queue(&mut self) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.queue.len() {
+            let (gone, picked) = {
+                let w = &self.queue[i];
+                if w.tx.is_closed() || w.deadline <= now {
+                    (true, None)
+                } else {
+                    let (model, affinity, exclude) =
+                        (w.model.clone(), w.affinity.clone(), w.exclude.clone());
+                    (
+                        false,
+                        self.try_pick(&model, affinity.as_deref(), &exclude)
+                            .ok()
+                            .flatten(),
+                    )
+                }
+            };
+            match (gone, picked) {
+                (true, _) => {
+                    self.queue.remove(i);
+                }
+                (false, Some(picked)) => {
+                    if let Some(w) = self.queue.remove(i) {
+                        // A waiter that left meanwhile drops the permit again.
+                        let _ = w.tx.send(picked);
+                    }
+                }
+                (false, None) => i += 1,
+            }
+        }
+        self.signal
+            .waiting
+            .store(self.queue.len(), Ordering::Relaxed);
+    }
+}
+
+impl Actor for SchedulerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        self.signal.connect(ctx.address().recipient());
+        // Cooldowns end and waiters leave without any slot being freed.
+        ctx.run_interval(Duration::from_millis(250), |act, _| {
+            if !act.queue.is_empty() {
+                act.serve_queue();
+            }
+        });
+    }
+}
+
+impl Handler<Pick> for SchedulerActor {
+    type Result = Result<PoolAdmission, GatewayError>;
+
+    /// A slot now, a place in the queue, or the reason there is none.
+    fn handle(&mut self, msg: Pick, _ctx: &mut Self::Context) -> Self::Result {
+        // Nobody jumps the queue while others wait.
+        if !self.queue.is_empty() {
+            self.serve_queue();
+        }
+        if self.queue.is_empty() {
+            match self.try_pick(&msg.model, msg.affinity.as_deref(), &msg.exclude) {
+                Ok(Some(picked)) => return Ok(PoolAdmission::Ready(picked)),
+                Ok(None) => {}
+                Err(NoAccount::None) => {
+                    return Err(GatewayError::Unavailable(
+                        "no usable account in the pool".into(),
+                    ));
+                }
+                Err(NoAccount::NotForModel) => {
+                    return Err(GatewayError::InvalidRequest {
+                        message: format!("no account in the pool serves model {:?}", msg.model),
+                        code: "model_not_available",
+                    });
+                }
+                Err(NoAccount::Cooling(left)) => {
+                    return Err(GatewayError::PoolCooling {
+                        retry_after: left.as_secs().max(1),
+                    });
+                }
+            }
+        }
+        self.enqueue(msg)
+    }
+}
+
+impl Handler<SlotFreed> for SchedulerActor {
+    type Result = ();
+
+    /// Gives the freed slot to the first waiter that can use it.
+    fn handle(&mut self, _msg: SlotFreed, _ctx: &mut Self::Context) {
+        if !self.queue.is_empty() {
+            self.serve_queue();
+        }
+    }
+}

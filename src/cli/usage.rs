@@ -1,0 +1,64 @@
+//! `usage`: the usage ledger written by the server, per account, key and model.
+
+#![allow(clippy::print_stdout)]
+
+use super::Cli;
+use super::token::open_registry;
+use crate::actors::registry::UsageReport;
+use crate::store::{StoreError, UsageRow};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("the account registry stopped unexpectedly")]
+    Registry,
+}
+
+pub async fn run(cli: &Cli, json: bool) -> Result<(), UsageError> {
+    let registry = open_registry(cli)?;
+    let report = registry
+        .send(UsageReport)
+        .await
+        .map_err(|_| UsageError::Registry)??;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "since": report.since, "rows": report.rows })
+        );
+        return Ok(());
+    }
+    if report.rows.is_empty() {
+        println!("no usage recorded yet (the server writes it every IFLOW_USAGE_FLUSH_INTERVAL)");
+        return Ok(());
+    }
+    if let Some(since) = report.since {
+        println!("since {}", since.format("%Y-%m-%d %H:%M UTC"));
+    }
+    for (title, by) in [
+        (
+            "ACCOUNT",
+            Box::new(|r: &UsageRow| r.account.clone()) as Box<dyn Fn(&UsageRow) -> String>,
+        ),
+        ("KEY", Box::new(|r: &UsageRow| r.key.clone())),
+        ("MODEL", Box::new(|r: &UsageRow| r.model.clone())),
+    ] {
+        let mut totals: BTreeMap<String, UsageRow> = BTreeMap::new();
+        for row in &report.rows {
+            totals.entry(by(row)).or_default().absorb(row);
+        }
+        println!();
+        println!(
+            "{title:<38}  {:>9}  {:>7}  {:>13}  {:>13}",
+            "REQUESTS", "ERRORS", "PROMPT TOK", "OUTPUT TOK"
+        );
+        for (name, t) in totals {
+            println!(
+                "{name:<38}  {:>9}  {:>7}  {:>13}  {:>13}",
+                t.requests, t.errors, t.prompt_tokens, t.completion_tokens
+            );
+        }
+    }
+    Ok(())
+}

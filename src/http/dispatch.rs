@@ -1,0 +1,352 @@
+//! Runs one chat request on its account or on the pool: admission, the
+//! profile's body rules, the upstream call and the relay. A pool request
+//! that hits an account-level failure before any byte reached the client
+//! moves to another account (bounded attempts). Every failure updates the
+//! account's health: a cooldown for rate limits and upstream trouble, a
+//! quarantine for a refused key, one refresh-and-retry for an OAuth key.
+
+use super::auth::tag;
+use super::meter::Meter;
+use super::{AppState, client, relay};
+use crate::actors::refresher::RefreshAccount;
+use crate::actors::registry::{AccountHandle, Principal, SetCooldown, SetState};
+use crate::actors::scheduler::{Pick, PoolAdmission};
+use crate::actors::upstream::{Acquire, Admission, Lease, Sign};
+use crate::error::GatewayError;
+use crate::openai::ChatRequest;
+use crate::profile::{Profile, Verdict};
+use crate::store::{AccountState, AuthType};
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse};
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest a request waits for the refresh its key error triggered.
+const REFRESH_WAIT: Duration = Duration::from_secs(60);
+
+pub struct ChatJob {
+    pub principal: Principal,
+    pub chat: ChatRequest,
+    /// Conversation key for pool stickiness.
+    pub affinity: Option<String>,
+    pub received: Instant,
+}
+
+pub async fn run(
+    req: &HttpRequest,
+    state: &AppState,
+    http: &awc::Client,
+    job: ChatJob,
+) -> Result<HttpResponse, GatewayError> {
+    let ChatJob {
+        principal,
+        chat,
+        affinity,
+        received,
+    } = job;
+    let model: Arc<str> = Arc::from(chat.model.as_str());
+    tag(req, None, Some(&model));
+    let (key_id, key_permit): (Arc<str>, _) = match &principal {
+        Principal::Key(k) => {
+            if !k.key.allows_model(&model) {
+                return Err(GatewayError::Forbidden(format!(
+                    "this key may not use model {model:?}"
+                )));
+            }
+            let permit = match &k.slots {
+                Some(slots) => Some(Arc::new(slots.clone().try_acquire_owned().map_err(
+                    |_| GatewayError::KeyBusy {
+                        limit: k.key.max_concurrency.unwrap_or(1),
+                    },
+                )?)),
+                None => None,
+            };
+            (Arc::from(k.key.id.as_str()), permit)
+        }
+        Principal::Account(_) => (Arc::from("-"), None),
+    };
+    let pool = matches!(principal, Principal::Key(_));
+    let max_attempts = if pool {
+        state.config.failover_attempts
+    } else {
+        1
+    };
+    let stream = chat.stream.then_some(chat.wants_stream_usage);
+    let mut bodies: Vec<((Profile, AuthType), Bytes)> = Vec::new();
+    let mut exclude: Vec<Arc<str>> = Vec::new();
+    let mut refreshed: Vec<Arc<str>> = Vec::new();
+    let mut attempts = 0;
+    let mut last: Option<GatewayError> = None;
+
+    loop {
+        let admitted = match &principal {
+            Principal::Account(h) => admit_pinned(h, chat.starts_turn)
+                .await
+                .map(|(lease, waited)| (h.clone(), lease, waited)),
+            Principal::Key(_) => {
+                admit_pool(
+                    state,
+                    &model,
+                    affinity.as_deref(),
+                    &exclude,
+                    chat.starts_turn,
+                )
+                .await
+            }
+        };
+        let (handle, lease, queue_wait) = match admitted {
+            Ok(admitted) => admitted,
+            // After a failover, the upstream's own error says more than
+            // "no other account is free".
+            Err(e) => return Err(last.unwrap_or(e)),
+        };
+        tag(req, Some(handle.id.clone()), None);
+        let body = body_for(&mut bodies, &chat, &lease)?;
+        handle.usage.record();
+        let meter = Meter::new(
+            state.metrics.clone(),
+            state.ledger.clone(),
+            handle.id.clone(),
+            key_id.clone(),
+            model.clone(),
+            received,
+            queue_wait,
+            key_permit.clone(),
+        );
+        attempts += 1;
+        let err = match forward(state, http, lease, stream, body, meter).await {
+            Ok(response) => {
+                handle.health.record_success();
+                if handle.health.key_invalid() {
+                    state.registry.do_send(SetState {
+                        uuid: handle.id.to_string(),
+                        state: None,
+                    });
+                }
+                return Ok(response);
+            }
+            Err(e) => e,
+        };
+        let Some(fault) = err.fault() else {
+            return Err(err);
+        };
+        match fault.verdict() {
+            Verdict::RequestLevel => return Err(err),
+            Verdict::Quarantine | Verdict::KeyExpired
+                if handle.auth_type == AuthType::OAuthIflow && !refreshed.contains(&handle.id) =>
+            {
+                refreshed.push(handle.id.clone());
+                if refresh(state, &handle).await {
+                    // Same request again with the new key; not a failover.
+                    attempts -= 1;
+                    continue;
+                }
+                quarantine(state, &handle);
+            }
+            Verdict::Quarantine | Verdict::KeyExpired => quarantine(state, &handle),
+            Verdict::CoolDown(retry_after) => {
+                cool_down(state, &handle, retry_after, fault_reason(&err))
+            }
+        }
+        if pool && attempts < max_attempts {
+            log::warn!("account {}: {err}; trying another account", handle.id);
+            state.metrics.failover();
+            exclude.push(handle.id.clone());
+            last = Some(err);
+            continue;
+        }
+        return Err(err);
+    }
+}
+
+/// The rewritten body for the lease's profile, made once per profile.
+fn body_for(
+    bodies: &mut Vec<((Profile, AuthType), Bytes)>,
+    chat: &ChatRequest,
+    lease: &Lease,
+) -> Result<Bytes, GatewayError> {
+    let slot = (lease.profile, lease.credentials_auth);
+    if let Some((_, body)) = bodies.iter().find(|(k, _)| *k == slot) {
+        return Ok(body.clone());
+    }
+    let mut body = chat.body.clone();
+    lease
+        .profile
+        .rewrite_body(&mut body, lease.credentials_auth, chat.stream);
+    let bytes =
+        Bytes::from(serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?);
+    bodies.push((slot, bytes.clone()));
+    Ok(bytes)
+}
+
+/// Sends one upstream call and relays its reply; `stream` is `Some(client
+/// wants the usage chunk)` for a stream request.
+async fn forward(
+    state: &AppState,
+    http: &awc::Client,
+    lease: Lease,
+    stream: Option<bool>,
+    body: Bytes,
+    mut meter: Meter,
+) -> Result<HttpResponse, GatewayError> {
+    let cfg = &state.config;
+    let mut request = http.post(&*lease.url);
+    for (name, value) in &lease.headers {
+        request = request.insert_header((*name, value.as_str()));
+    }
+    meter.sent();
+    let response = match request.send_body(body).await {
+        Ok(response) => response,
+        Err(e) => {
+            meter.finish(false, None);
+            return Err(client::send_error(
+                &lease.account_id,
+                e,
+                cfg.upstream_timeout,
+            ));
+        }
+    };
+    meter.head();
+    let opts = relay::RelayOptions {
+        preserve_reasoning: cfg.preserve_reasoning_content,
+        max_response_bytes: cfg.max_response_bytes,
+        idle_timeout: cfg.stream_idle_timeout,
+        keepalive: cfg.sse_keepalive,
+        body_timeout: cfg.upstream_timeout,
+    };
+    match stream {
+        Some(wants_usage) => relay::stream(response, lease, wants_usage, opts, meter).await,
+        None => relay::complete(response, lease, &opts, meter).await,
+    }
+}
+
+/// A slot on a named account, waiting in its queue if it is busy.
+async fn admit_pinned(
+    account: &AccountHandle,
+    starts_turn: bool,
+) -> Result<(Lease, Duration), GatewayError> {
+    if account.health.key_invalid() {
+        return Err(GatewayError::AccountQuarantined {
+            account: account.id.to_string(),
+        });
+    }
+    if let Some(left) = account.health.cooling(Utc::now()) {
+        return Err(GatewayError::AccountCooling {
+            account: account.id.to_string(),
+            retry_after: left.as_secs().max(1),
+        });
+    }
+    let started = Instant::now();
+    let admission = account
+        .upstream
+        .send(Acquire { starts_turn })
+        .await
+        .map_err(gone)??;
+    let lease = match admission {
+        Admission::Ready(lease) => lease,
+        Admission::Queued(ticket) => {
+            let permit = ticket.wait(&account.id).await?;
+            account
+                .upstream
+                .send(Sign {
+                    permit,
+                    starts_turn,
+                })
+                .await
+                .map_err(gone)?
+        }
+    };
+    Ok((lease, started.elapsed()))
+}
+
+/// A slot on the best pool account, waiting in the pool queue if all are busy.
+async fn admit_pool(
+    state: &AppState,
+    model: &str,
+    affinity: Option<&str>,
+    exclude: &[Arc<str>],
+    starts_turn: bool,
+) -> Result<(Arc<AccountHandle>, Lease, Duration), GatewayError> {
+    let started = Instant::now();
+    let admission = state
+        .scheduler
+        .send(Pick {
+            model: model.to_string(),
+            affinity: affinity.map(str::to_string),
+            exclude: exclude.to_vec(),
+        })
+        .await
+        .map_err(gone)??;
+    let (handle, permit) = match admission {
+        PoolAdmission::Ready(picked) => picked,
+        PoolAdmission::Queued(ticket) => ticket.wait().await?,
+    };
+    let lease = handle
+        .upstream
+        .send(Sign {
+            permit,
+            starts_turn,
+        })
+        .await
+        .map_err(gone)?;
+    Ok((handle, lease, started.elapsed()))
+}
+
+fn gone(e: actix::MailboxError) -> GatewayError {
+    GatewayError::Unavailable(format!("an internal actor is unavailable: {e}"))
+}
+
+fn fault_reason(err: &GatewayError) -> &'static str {
+    err.kind_and_code().1
+}
+
+fn cool_down(
+    state: &AppState,
+    handle: &AccountHandle,
+    retry_after: Option<Duration>,
+    reason: &'static str,
+) {
+    let until = handle
+        .health
+        .start_cooldown(&state.cooldown, retry_after, Utc::now());
+    log::warn!(
+        "account {}: cooling down until {} ({reason})",
+        handle.id,
+        until.to_rfc3339()
+    );
+    state.metrics.cooldown(reason);
+    state.registry.do_send(SetCooldown {
+        uuid: handle.id.to_string(),
+        until,
+    });
+}
+
+fn quarantine(state: &AppState, handle: &AccountHandle) {
+    log::warn!(
+        "account {}: key refused upstream; out of the pool until it changes",
+        handle.id
+    );
+    handle.health.quarantine();
+    state.metrics.cooldown("key_invalid");
+    state.registry.do_send(SetState {
+        uuid: handle.id.to_string(),
+        state: Some(AccountState::KeyInvalid),
+    });
+}
+
+/// Asks the refresher for new credentials; true when they arrived.
+async fn refresh(state: &AppState, account: &AccountHandle) -> bool {
+    let ask = state.refresher.send(RefreshAccount(account.id.to_string()));
+    match tokio::time::timeout(REFRESH_WAIT, ask).await {
+        Ok(Ok(Ok(_))) => true,
+        Ok(Ok(Err(e))) => {
+            log::warn!(
+                "account {}: key refused and refresh failed: {e}",
+                account.id
+            );
+            false
+        }
+        _ => false,
+    }
+}

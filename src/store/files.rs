@@ -1,0 +1,173 @@
+//! A directory of JSON files written the safe way: an advisory lock for
+//! read-modify-write across processes, and atomic replacement (temp file in
+//! the same directory, mode 0600, fsync, rename, fsync of the directory), so
+//! a reader or a crash never sees half a file.
+
+use super::StoreError;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+const LOCK_FILE: &str = ".lock";
+pub(super) const TEMP_MARK: &str = ".tmp-";
+
+pub(super) fn io_err(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(io::Error) -> StoreError + use<> {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JsonDir {
+    dir: PathBuf,
+}
+
+/// Holds the directory's advisory lock until dropped.
+pub struct DirLock(File);
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+impl JsonDir {
+    /// Opens (creating it private, 0700, if needed) a directory of JSON files.
+    pub fn open(dir: PathBuf) -> Result<Self, StoreError> {
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .map_err(io_err("chmod", &dir))?;
+        }
+        let files = Self { dir };
+        files.remove_stale_temp_files();
+        Ok(files)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The exclusive advisory lock on the directory (blocks until free).
+    pub fn lock(&self) -> Result<DirLock, StoreError> {
+        let path = self.dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("open lock file", &path))?;
+        file.lock().map_err(io_err("lock", &path))?;
+        Ok(DirLock(file))
+    }
+
+    /// `Ok(None)` when the file does not exist.
+    pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.path(name);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    /// Names of the visible `*.json` files.
+    pub fn json_names(&self) -> Result<Vec<String>, StoreError> {
+        let mut names = Vec::new();
+        let entries = fs::read_dir(&self.dir).map_err(io_err("read directory", &self.dir))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err("read directory", &self.dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && name.ends_with(".json") {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Replaces (or creates) `name` with `bytes`, atomically.
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let final_path = self.path(name);
+        let temp_path = self.dir.join(format!(
+            ".{name}{TEMP_MARK}{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp_path)
+                .map_err(io_err("create", &temp_path))?;
+            // The mode above is filtered by the umask; make it exact.
+            file.set_permissions(fs::Permissions::from_mode(0o600))
+                .map_err(io_err("chmod", &temp_path))?;
+            file.write_all(bytes)
+                .and_then(|()| file.write_all(b"\n"))
+                .map_err(io_err("write", &temp_path))?;
+            file.sync_all().map_err(io_err("fsync", &temp_path))?;
+            fs::rename(&temp_path, &final_path).map_err(io_err("rename", &final_path))?;
+            self.sync_dir()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp_path);
+        }
+        result
+    }
+
+    /// Removes `name`; `false` when it was not there.
+    pub fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        let path = self.path(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                self.sync_dir()?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("remove", &path)(e)),
+        }
+    }
+
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("fsync directory", &self.dir))
+    }
+
+    /// Temp files older than a minute are leftovers of a process that died
+    /// mid-write; the real file is intact, so they can go.
+    fn remove_stale_temp_files(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let cutoff = SystemTime::now() - Duration::from_secs(60);
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().contains(TEMP_MARK) {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| t < cutoff)
+                .unwrap_or(false);
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
