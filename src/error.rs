@@ -19,8 +19,12 @@ pub enum GatewayError {
     Forbidden(String),
     #[error("no route for {method} {path}")]
     NotFound { method: String, path: String },
-    #[error("method {method} is not allowed on {path}")]
-    MethodNotAllowed { method: String, path: String },
+    #[error("method {method} is not allowed on {path} (use {allow})")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: &'static str,
+    },
     #[error("account {account} is busy: its wait queue is full")]
     QueueFull { account: String, retry_after: u64 },
     #[error("account {account} is busy: no slot became free in time")]
@@ -190,8 +194,8 @@ impl ResponseError for GatewayError {
         {
             res.insert_header((header::RETRY_AFTER, v));
         }
-        if let GatewayError::MethodNotAllowed { .. } = self {
-            res.insert_header((header::ALLOW, HeaderValue::from_static("GET, POST")));
+        if let GatewayError::MethodNotAllowed { allow, .. } = self {
+            res.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
         }
         res.json(self.body())
     }

@@ -30,6 +30,12 @@ impl Secret {
     }
 }
 
+/// The first 8 characters of an account uuid. With uuid-as-bearer enabled a
+/// uuid is a credential, so logs, errors and metrics name accounts by this.
+pub fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
 /// Keeps a prefix of at most 5 and a suffix of 4 characters, and only when the
 /// value is long enough that they reveal little of it.
 pub fn mask(value: &str) -> String {

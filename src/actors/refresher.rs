@@ -15,6 +15,7 @@ use crate::config::MaybeProxy;
 use crate::metrics::Metrics;
 use crate::oauth::client::OAuthClient;
 use crate::oauth::{OAuthEndpoints, OAuthError};
+use crate::secret::short_id;
 use crate::store::{AccountState, AuthType};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -155,14 +156,17 @@ async fn refresh_once(
         .send(GetAccount(uuid.clone()))
         .await
         .map_err(|e| store_err(e.to_string()))?
-        .ok_or_else(|| RefreshError::NotFound(uuid.clone()))?;
+        .ok_or_else(|| RefreshError::NotFound(short_id(&uuid).to_string()))?;
     if account.auth_type != AuthType::OAuthIflow || account.oauth_refresh_token.is_empty() {
-        return Err(RefreshError::NotOAuth(uuid));
+        return Err(RefreshError::NotOAuth(short_id(&uuid).to_string()));
     }
     let tokens = match client.refresh(&account.oauth_refresh_token).await {
         Ok(tokens) => tokens,
         Err(e @ OAuthError::InvalidGrant(_)) => {
-            log::warn!("account {uuid}: refresh token rejected; needs `token login`");
+            log::warn!(
+                "account {}: refresh token rejected; needs `token login`",
+                short_id(&uuid)
+            );
             let _ = registry
                 .send(SetState {
                     uuid: uuid.clone(),
@@ -179,7 +183,10 @@ async fn refresh_once(
         }
         Ok(_) => None,
         Err(e) => {
-            log::warn!("account {uuid}: user info after refresh failed, keeping the key: {e}");
+            log::warn!(
+                "account {}: user info after refresh failed, keeping the key: {e}",
+                short_id(&uuid)
+            );
             None
         }
     };
@@ -194,7 +201,8 @@ async fn refresh_once(
         .map_err(|e| store_err(e.to_string()))?
         .map_err(|e| store_err(e.to_string()))?;
     log::info!(
-        "account {uuid}: tokens refreshed, valid until {}{}",
+        "account {}: tokens refreshed, valid until {}{}",
+        short_id(&uuid),
         stored
             .oauth_expires_at
             .map_or_else(|| "unknown".into(), |t| t.to_rfc3339()),
@@ -245,13 +253,14 @@ impl Handler<RefreshAccount> for RefresherActor {
                         let failures = act.failures.get(&uuid).map_or(0, |f| f.0) + 1;
                         let delay = act.backoff(failures);
                         log::warn!(
-                            "account {uuid}: refresh failed ({e}); retry {failures} in {delay:?}"
+                            "account {}: refresh failed ({e}); retry {failures} in {delay:?}",
+                            short_id(&uuid)
                         );
                         act.failures
                             .insert(uuid.clone(), (failures, Instant::now() + delay));
                         act.schedule(ctx, uuid.clone(), delay);
                     }
-                    Err(e) => log::warn!("account {uuid}: refresh failed: {e}"),
+                    Err(e) => log::warn!("account {}: refresh failed: {e}", short_id(&uuid)),
                 }
             }
             result

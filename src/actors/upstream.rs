@@ -51,6 +51,7 @@ pub enum Admission {
 /// Everything a handler needs to make one upstream call.
 pub struct Lease {
     pub permit: SlotPermit,
+    /// The account's short id, for errors and logs.
     pub account_id: Arc<str>,
     pub profile: Profile,
     pub credentials_auth: crate::store::AuthType,
@@ -219,7 +220,7 @@ impl UpstreamActor {
     ) -> Self {
         let cap = cap.max(1);
         Self {
-            account_id: Arc::from(account_id),
+            account_id: Arc::from(crate::secret::short_id(account_id)),
             profile: Profile::for_auth(credentials.auth_type),
             url: Arc::from(Profile::chat_url(&credentials.base_url)),
             credentials,

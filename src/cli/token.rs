@@ -66,9 +66,42 @@ pub async fn run(cmd: TokenCommand, cli: &Cli) -> Result<(), TokenError> {
             };
             login_and_store(&registry, cli, &opts).await
         }
-        TokenCommand::Refresh { uuid } => refresh(registry, cli, uuid).await,
-        TokenCommand::Reset { uuid } => reset(&registry, uuid).await,
-        TokenCommand::Delete { uuid, yes } => delete(&registry, uuid, yes).await,
+        TokenCommand::Refresh { uuid } => {
+            let uuid = full_uuid(&registry, &uuid).await?;
+            refresh(registry, cli, uuid).await
+        }
+        TokenCommand::Reset { uuid } => {
+            let uuid = full_uuid(&registry, &uuid).await?;
+            reset(&registry, uuid).await
+        }
+        TokenCommand::Delete { uuid, yes } => {
+            let uuid = full_uuid(&registry, &uuid).await?;
+            delete(&registry, uuid, yes).await
+        }
+    }
+}
+
+/// The account a uuid, or a unique start of one (at least 8 characters, as
+/// logs show them), names.
+async fn full_uuid(registry: &Addr<AccountRegistry>, given: &str) -> Result<String, TokenError> {
+    let accounts = registry
+        .send(ListAccounts)
+        .await
+        .map_err(|_| TokenError::Registry)?;
+    if accounts.iter().any(|s| s.account.uuid == given) {
+        return Ok(given.to_string());
+    }
+    let matches: Vec<&str> = accounts
+        .iter()
+        .map(|s| s.account.uuid.as_str())
+        .filter(|u| given.len() >= 8 && u.starts_with(given))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).to_string()),
+        [] => Err(TokenError::Invalid(format!("no account {given}"))),
+        _ => Err(TokenError::Invalid(format!(
+            "{given} matches several accounts; give more of the uuid"
+        ))),
     }
 }
 

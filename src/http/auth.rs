@@ -65,7 +65,7 @@ pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Princip
     };
     let principal = found.ok_or_else(|| GatewayError::Unauthorized("invalid API key".into()))?;
     if let Principal::Account(handle) = &principal {
-        tag(req, Some(handle.id.clone()), None);
+        tag(req, Some(handle.label.clone()), None);
     }
     Ok(principal)
 }

@@ -101,7 +101,7 @@ pub async fn run(
             // "no other account is free".
             Err(e) => return Err(last.unwrap_or(e)),
         };
-        tag(req, Some(handle.id.clone()), None);
+        tag(req, Some(handle.label.clone()), None);
         let body = body_for(&mut bodies, &chat, &lease)?;
         handle.usage.record();
         let meter = Meter::new(
@@ -118,12 +118,6 @@ pub async fn run(
         let err = match forward(state, http, lease, stream, body, meter).await {
             Ok(response) => {
                 handle.health.record_success();
-                if handle.health.key_invalid() {
-                    state.registry.do_send(SetState {
-                        uuid: handle.id.to_string(),
-                        state: None,
-                    });
-                }
                 return Ok(response);
             }
             Err(e) => e,
@@ -142,15 +136,15 @@ pub async fn run(
                     attempts -= 1;
                     continue;
                 }
-                quarantine(state, &handle);
+                refuse(state, &handle, false);
             }
-            Verdict::Quarantine | Verdict::KeyExpired => quarantine(state, &handle),
+            Verdict::Quarantine | Verdict::KeyExpired => refuse(state, &handle, true),
             Verdict::CoolDown(retry_after) => {
                 cool_down(state, &handle, retry_after, fault_reason(&err))
             }
         }
         if pool && attempts < max_attempts {
-            log::warn!("account {}: {err}; trying another account", handle.id);
+            log::warn!("account {}: {err}; trying another account", handle.label);
             state.metrics.failover();
             exclude.push(handle.id.clone());
             last = Some(err);
@@ -226,14 +220,14 @@ async fn admit_pinned(
     account: &AccountHandle,
     starts_turn: bool,
 ) -> Result<(Lease, Duration), GatewayError> {
-    if account.health.key_invalid() {
+    if account.health.key_refused() {
         return Err(GatewayError::AccountQuarantined {
-            account: account.id.to_string(),
+            account: account.label.to_string(),
         });
     }
     if let Some(left) = account.health.cooling(Utc::now()) {
         return Err(GatewayError::AccountCooling {
-            account: account.id.to_string(),
+            account: account.label.to_string(),
             retry_after: left.as_secs().max(1),
         });
     }
@@ -246,7 +240,7 @@ async fn admit_pinned(
     let lease = match admission {
         Admission::Ready(lease) => lease,
         Admission::Queued(ticket) => {
-            let permit = ticket.wait(&account.id).await?;
+            let permit = ticket.wait(&account.label).await?;
             account
                 .upstream
                 .send(Sign {
@@ -312,7 +306,7 @@ fn cool_down(
         .start_cooldown(&state.cooldown, retry_after, Utc::now());
     log::warn!(
         "account {}: cooling down until {} ({reason})",
-        handle.id,
+        handle.label,
         until.to_rfc3339()
     );
     state.metrics.cooldown(reason);
@@ -322,17 +316,23 @@ fn cool_down(
     });
 }
 
-fn quarantine(state: &AppState, handle: &AccountHandle) {
+/// Keeps an account whose key was refused out until its credentials change.
+/// `persist` records `key-invalid` on disk; an OAuth account whose refresh
+/// failed is not marked, because the refresher records why (needs-login) and
+/// a later successful refresh brings it back.
+fn refuse(state: &AppState, handle: &AccountHandle, persist: bool) {
     log::warn!(
-        "account {}: key refused upstream; out of the pool until it changes",
-        handle.id
+        "account {}: key refused upstream; out of the pool until its credentials change",
+        handle.label
     );
-    handle.health.quarantine();
-    state.metrics.cooldown("key_invalid");
-    state.registry.do_send(SetState {
-        uuid: handle.id.to_string(),
-        state: Some(AccountState::KeyInvalid),
-    });
+    handle.health.refuse_key();
+    state.metrics.cooldown("key_refused");
+    if persist {
+        state.registry.do_send(SetState {
+            uuid: handle.id.to_string(),
+            state: Some(AccountState::KeyInvalid),
+        });
+    }
 }
 
 /// Asks the refresher for new credentials; true when they arrived.
@@ -343,7 +343,7 @@ async fn refresh(state: &AppState, account: &AccountHandle) -> bool {
         Ok(Ok(Err(e))) => {
             log::warn!(
                 "account {}: key refused and refresh failed: {e}",
-                account.id
+                account.label
             );
             false
         }

@@ -47,7 +47,7 @@ fn get(
 ) -> actix_web::Resource {
     web::resource(path)
         .route(web::get().to(handler))
-        .default_service(web::to(method_not_allowed))
+        .default_service(web::to(only_get))
 }
 
 /// The route table.
@@ -61,7 +61,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/v1/chat/completions")
                 .route(web::post().to(chat::completions))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(web::to(only_post)),
         )
         .default_service(web::to(not_found));
 }
@@ -75,9 +75,18 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
     })
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
-    Err(GatewayError::MethodNotAllowed {
+async fn only_get(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
+    Err(method_not_allowed(&req, "GET"))
+}
+
+async fn only_post(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
+    Err(method_not_allowed(&req, "POST"))
+}
+
+fn method_not_allowed(req: &HttpRequest, allow: &'static str) -> GatewayError {
+    GatewayError::MethodNotAllowed {
         method: req.method().to_string(),
         path: req.path().to_string(),
-    })
+        allow,
+    }
 }

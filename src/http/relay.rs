@@ -25,8 +25,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Error replies are read only this far: enough for any message.
+/// Error replies are read only this far (enough for any message), and for
+/// this long: a stalled error body must not hold the account's slot.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
+const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct RelayOptions {
     pub preserve_reasoning: bool,
@@ -42,20 +44,25 @@ impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static> UpstreamBo
 
 /// Reads an error reply (status not 2xx) and turns it into the client's error.
 async fn fail_with_status<S: UpstreamBody>(
-    mut resp: awc::ClientResponse<S>,
+    resp: awc::ClientResponse<S>,
     lease: &Lease,
 ) -> GatewayError {
     let status = resp.status().as_u16();
     let retry_after = header_text(resp.headers(), header::RETRY_AFTER);
-    let body = resp
-        .body()
-        .limit(ERROR_BODY_LIMIT)
-        .await
-        .unwrap_or_default();
+    let body = read_error_body(resp).await;
     GatewayError::upstream(
         &lease.account_id,
         lease.profile.classify_status(status, retry_after, &body),
     )
+}
+
+/// The start of an error reply, within the error-body limits.
+async fn read_error_body<S: UpstreamBody>(resp: awc::ClientResponse<S>) -> Bytes {
+    let mut resp = resp.timeout(ERROR_BODY_TIMEOUT);
+    resp.body()
+        .limit(ERROR_BODY_LIMIT)
+        .await
+        .unwrap_or_default()
 }
 
 fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
@@ -160,12 +167,7 @@ pub async fn stream<S: UpstreamBody>(
         // iFlow answers some failures with a JSON body and status 200 even to a
         // stream request; the official client would show an empty stream.
         let account = lease.account_id.clone();
-        let mut resp = resp;
-        let body = resp
-            .body()
-            .limit(ERROR_BODY_LIMIT)
-            .await
-            .unwrap_or_default();
+        let body = read_error_body(resp).await;
         let fault = serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|v| lease.profile.classify_body(&v))
@@ -199,21 +201,27 @@ async fn pump<S: UpstreamBody>(
     let mut decoder = SseDecoder::new(opts.max_response_bytes);
     let mut last_upstream = Instant::now();
     let mut out = BytesMut::new();
+    let mut last_sent = Instant::now();
     loop {
+        // Wake for whichever comes first: the next keep-alive or the end of
+        // the idle allowance.
+        let keepalive_in = opts.keepalive.saturating_sub(last_sent.elapsed());
+        let idle_in = opts.idle_timeout.saturating_sub(last_upstream.elapsed());
         let next = tokio::select! {
             biased;
             () = tx.closed() => {
                 log::debug!("account {account}: client left the stream");
                 break;
             }
-            next = tokio::time::timeout(opts.keepalive, upstream.next()) => next,
+            next = tokio::time::timeout(keepalive_in.min(idle_in), upstream.next()) => next,
         };
         match next {
             Err(_) if last_upstream.elapsed() >= opts.idle_timeout => {
                 let fault = UpstreamFault::Timeout(opts.idle_timeout);
                 shaper.fail(&GatewayError::upstream(&account, fault), &mut out);
             }
-            Err(_) => out.extend_from_slice(KEEPALIVE),
+            Err(_) if last_sent.elapsed() >= opts.keepalive => out.extend_from_slice(KEEPALIVE),
+            Err(_) => {}
             Ok(Some(Ok(bytes))) => {
                 last_upstream = Instant::now();
                 match decoder.feed(&bytes) {
@@ -244,7 +252,7 @@ async fn pump<S: UpstreamBody>(
             // A client that stops reading blocks this send; give up after the
             // idle timeout so the account's slot is not held forever.
             match tokio::time::timeout(opts.idle_timeout, tx.send(chunk)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => last_sent = Instant::now(),
                 Ok(Err(_)) => break,
                 Err(_) => {
                     log::warn!("account {account}: client stopped reading; stream ended");

@@ -159,7 +159,8 @@ async fn wait_for_callback(
         error_page: client.endpoints().page("error"),
         tx,
     });
-    let server = HttpServer::new(move || {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let mut server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .route("/oauth2callback", web::get().to(callback))
@@ -167,8 +168,14 @@ async fn wait_for_callback(
     .workers(1)
     .disable_signals()
     .listen(listener)
-    .map_err(|e| LoginError::Port(e.to_string()))?
-    .run();
+    .map_err(|e| LoginError::Port(e.to_string()))?;
+    // Browsers may resolve `localhost` to ::1 first; listen there too when we can.
+    if let Ok(v6) = TcpListener::bind(("::1", port)) {
+        server = server
+            .listen(v6)
+            .map_err(|e| LoginError::Port(e.to_string()))?;
+    }
+    let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(server);
     let outcome = tokio::time::timeout(timeout, rx.recv()).await;

@@ -19,6 +19,8 @@ use tokio::sync::Semaphore;
 /// What a request needs to know about its account.
 pub struct AccountHandle {
     pub id: Arc<str>,
+    /// `short_id(id)`: what logs, errors and metrics show.
+    pub label: Arc<str>,
     pub auth_type: AuthType,
     /// Models the account serves in the pool; empty = any.
     pub models: Vec<String>,
@@ -96,8 +98,12 @@ impl CooldownPolicy {
 pub struct AccountHealth {
     cooldown_until_ms: AtomicI64,
     failures: AtomicU32,
+    /// Persisted `state: key-invalid`.
     key_invalid: AtomicBool,
+    /// Persisted `state: needs-login`.
     needs_login: AtomicBool,
+    /// This process saw the key refused; cleared when credentials change.
+    refused: AtomicBool,
 }
 
 impl AccountHealth {
@@ -124,8 +130,24 @@ impl AccountHealth {
         }
     }
 
-    pub fn key_invalid(&self) -> bool {
+    /// The file says `key-invalid`.
+    pub fn marked_key_invalid(&self) -> bool {
         self.key_invalid.load(Ordering::Relaxed)
+    }
+
+    /// The key must not be used: marked invalid, or refused since the
+    /// credentials last changed.
+    pub fn key_refused(&self) -> bool {
+        self.marked_key_invalid() || self.refused.load(Ordering::Relaxed)
+    }
+
+    pub fn refuse_key(&self) {
+        self.refused.store(true, Ordering::Relaxed);
+    }
+
+    /// New credentials (or a reset): give the key another chance.
+    pub fn forgive_key(&self) {
+        self.refused.store(false, Ordering::Relaxed);
     }
 
     /// Remaining cooldown, if any.
@@ -137,11 +159,11 @@ impl AccountHealth {
 
     /// Usable by the pool: key not refused, not cooling down.
     pub fn usable(&self, now: DateTime<Utc>) -> bool {
-        !self.key_invalid() && self.cooling(now).is_none()
+        !self.key_refused() && self.cooling(now).is_none()
     }
 
     pub fn label(&self, now: DateTime<Utc>) -> &'static str {
-        if self.key_invalid() {
+        if self.key_refused() {
             "key-invalid"
         } else if self.cooling(now).is_some() {
             "cooldown"
@@ -169,10 +191,6 @@ impl AccountHealth {
         self.cooldown_until_ms
             .fetch_max(until.timestamp_millis(), Ordering::Relaxed);
         from_ms(self.cooldown_until_ms.load(Ordering::Relaxed)).unwrap_or(until)
-    }
-
-    pub fn quarantine(&self) {
-        self.key_invalid.store(true, Ordering::Relaxed);
     }
 }
 
@@ -300,8 +318,11 @@ mod tests {
         assert!(!h.usable(now));
         assert_eq!(h.label(now), "cooldown");
         assert!(h.usable(now + chrono::Duration::seconds(6)));
-        h.quarantine();
+        h.refuse_key();
         assert_eq!(h.label(now + chrono::Duration::seconds(6)), "key-invalid");
+        assert!(!h.usable(now + chrono::Duration::seconds(6)));
+        h.forgive_key();
+        assert!(h.usable(now + chrono::Duration::seconds(6)));
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub use usage::{FlushUsage, UsageEvent, UsageLedger, UsageReport};
 use crate::actors::store_worker::{StoreWorker, Stores};
 use crate::actors::upstream::{PoolSignal, Retire, UpdateCredentials, UpstreamActor};
 use crate::profile::Credentials;
+use crate::secret::short_id;
 use crate::store::{Account, GatewayKey, Scan, StoreError};
 use actix::prelude::*;
 use arc_swap::ArcSwap;
@@ -129,9 +130,15 @@ impl AccountRegistry {
         if let Some(entry) = self.entries.get_mut(&account.uuid) {
             let old = &entry.account;
             let creds = Self::credentials(&account);
-            if creds != Self::credentials(old) {
-                log::info!("account {}: credentials changed", account.uuid);
+            let creds_changed = creds != Self::credentials(old);
+            if creds_changed {
+                log::info!("account {}: credentials changed", short_id(&account.uuid));
                 entry.handle.upstream.do_send(UpdateCredentials(creds));
+            }
+            let tokens_changed = account.oauth_access_token != old.oauth_access_token;
+            let cleared = old.state.is_some() && account.state.is_none();
+            if creds_changed || tokens_changed || cleared {
+                entry.handle.health.forgive_key();
             }
             if account.cooldown_until != old.cooldown_until || account.state != old.state {
                 entry.handle.health.apply(&account);
@@ -140,6 +147,7 @@ impl AccountRegistry {
                 let h = &entry.handle;
                 entry.handle = Arc::new(AccountHandle {
                     id: h.id.clone(),
+                    label: h.label.clone(),
                     auth_type: account.auth_type,
                     models: account.models.clone(),
                     upstream: h.upstream.clone(),
@@ -162,6 +170,7 @@ impl AccountRegistry {
         );
         let handle = Arc::new(AccountHandle {
             id: Arc::from(account.uuid.as_str()),
+            label: Arc::from(short_id(&account.uuid)),
             auth_type: account.auth_type,
             models: account.models.clone(),
             slots: actor.slots(),
@@ -170,7 +179,11 @@ impl AccountRegistry {
             usage: Arc::new(UsageCounter::default()),
             health: Arc::new(AccountHealth::from_account(&account)),
         });
-        log::debug!("account {}: loaded ({})", account.uuid, account.auth_type);
+        log::debug!(
+            "account {}: loaded ({})",
+            short_id(&account.uuid),
+            account.auth_type
+        );
         self.entries.insert(
             account.uuid.clone(),
             Entry {
@@ -183,7 +196,7 @@ impl AccountRegistry {
 
     fn remove(&mut self, uuid: &str) {
         if let Some(entry) = self.entries.remove(uuid) {
-            log::info!("account {uuid}: removed");
+            log::info!("account {}: removed", short_id(uuid));
             entry.handle.upstream.do_send(Retire);
         }
     }

@@ -147,7 +147,10 @@ impl Handler<FlushUsage> for AccountRegistry {
                             }
                             Err(StoreError::NotFound(_)) => {}
                             Err(e) => {
-                                log::warn!("account {id}: usage not written, will retry: {e}");
+                                log::warn!(
+                                    "account {}: usage not written, will retry: {e}",
+                                    crate::secret::short_id(id)
+                                );
                                 handle.usage.restore(*n);
                                 first_error.get_or_insert(e);
                             }
