@@ -176,7 +176,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "iflow_account_in_flight{{account=\"{}\"}} {}",
-                label(&h.id),
+                label(&h.label),
                 h.stats.in_flight()
             );
         }
@@ -188,7 +188,7 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "iflow_account_state{{account=\"{}\",state=\"{state}\"}} {}",
-                    label(&h.id),
+                    label(&h.label),
                     u8::from(state == current)
                 );
             }

@@ -44,13 +44,22 @@ pub async fn usage(
 }
 
 /// Sums rows by one of their labels.
-pub fn totals<'a>(
-    rows: &'a [UsageRow],
-    by: impl Fn(&'a UsageRow) -> &'a String,
-) -> BTreeMap<&'a str, UsageRow> {
-    let mut out: BTreeMap<&str, UsageRow> = BTreeMap::new();
+fn totals<'a>(rows: &'a [UsageRow], by: impl Fn(&'a UsageRow) -> &'a String) -> serde_json::Value {
+    let mut sums: BTreeMap<&str, UsageRow> = BTreeMap::new();
     for row in rows {
-        out.entry(by(row).as_str()).or_default().absorb(row);
+        sums.entry(by(row).as_str()).or_default().absorb(row);
     }
-    out
+    sums.into_iter()
+        .map(|(name, t)| {
+            let body = json!({
+                "requests": t.requests,
+                "errors": t.errors,
+                "prompt_tokens": t.prompt_tokens,
+                "completion_tokens": t.completion_tokens,
+                "last_used_at": t.last_used_at,
+            });
+            (name.to_string(), body)
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
