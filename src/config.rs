@@ -55,6 +55,11 @@ pub struct Config {
     #[arg(long, env = "IFLOW_STICKY_SESSIONS", default_value = "true", value_parser = parse_with("IFLOW_STICKY_SESSIONS", boolean), action = clap::ArgAction::Set)]
     pub sticky_sessions: bool,
 
+    /// Which upstream model an Anthropic client's model name means:
+    /// `pattern=model,…`, a trailing `*` matches a prefix, first match wins.
+    #[arg(long, env = "IFLOW_ANTHROPIC_MODEL_MAP", default_value = crate::anthropic::models::DEFAULT_MAP, value_parser = parse_with("IFLOW_ANTHROPIC_MODEL_MAP", crate::anthropic::models::ModelMap::parse))]
+    pub anthropic_model_map: crate::anthropic::models::ModelMap,
+
     /// Serve `/metrics` without an admin key.
     #[arg(long, env = "IFLOW_METRICS_PUBLIC", default_value = "false", value_parser = parse_with("IFLOW_METRICS_PUBLIC", boolean), action = clap::ArgAction::Set)]
     pub metrics_public: bool,

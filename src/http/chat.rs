@@ -23,6 +23,7 @@ pub async fn completions(
     let job = ChatJob {
         principal,
         chat,
+        anthropic_model: None,
         affinity,
         received,
     };

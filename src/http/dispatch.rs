@@ -7,6 +7,7 @@
 
 use super::auth::tag;
 use super::meter::Meter;
+use super::relay::ReplyFormat;
 use super::{AppState, client, relay};
 use crate::actors::refresher::RefreshAccount;
 use crate::actors::registry::{AccountHandle, Principal, SetCooldown, SetState};
@@ -28,6 +29,8 @@ const REFRESH_WAIT: Duration = Duration::from_secs(60);
 pub struct ChatJob {
     pub principal: Principal,
     pub chat: ChatRequest,
+    /// The client's API: OpenAI chat or Anthropic messages.
+    pub anthropic_model: Option<String>,
     /// Conversation key for pool stickiness.
     pub affinity: Option<String>,
     pub received: Instant,
@@ -42,6 +45,7 @@ pub async fn run(
     let ChatJob {
         principal,
         chat,
+        anthropic_model,
         affinity,
         received,
     } = job;
@@ -72,7 +76,12 @@ pub async fn run(
     } else {
         1
     };
-    let stream = chat.stream.then_some(chat.wants_stream_usage);
+    let format = match anthropic_model {
+        Some(model) => ReplyFormat::Anthropic { model },
+        None => ReplyFormat::OpenAi {
+            wants_usage: chat.wants_stream_usage,
+        },
+    };
     let mut bodies: Vec<((Profile, AuthType), Bytes)> = Vec::new();
     let mut exclude: Vec<Arc<str>> = Vec::new();
     let mut refreshed: Vec<Arc<str>> = Vec::new();
@@ -115,7 +124,8 @@ pub async fn run(
             key_permit.clone(),
         );
         attempts += 1;
-        let err = match forward(state, http, lease, stream, body, meter).await {
+        let err = match forward(state, http, lease, chat.stream, format.clone(), body, meter).await
+        {
             Ok(response) => {
                 handle.health.record_success();
                 return Ok(response);
@@ -165,22 +175,25 @@ fn body_for(
         return Ok(body.clone());
     }
     let mut body = chat.body.clone();
-    lease
-        .profile
-        .rewrite_body(&mut body, lease.credentials_auth, chat.stream);
+    lease.profile.rewrite_body(
+        &mut body,
+        lease.credentials_auth,
+        chat.stream,
+        chat.thinking,
+    );
     let bytes =
         Bytes::from(serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?);
     bodies.push((slot, bytes.clone()));
     Ok(bytes)
 }
 
-/// Sends one upstream call and relays its reply; `stream` is `Some(client
-/// wants the usage chunk)` for a stream request.
+/// Sends one upstream call and relays its reply in the client's format.
 async fn forward(
     state: &AppState,
     http: &awc::Client,
     lease: Lease,
-    stream: Option<bool>,
+    stream: bool,
+    format: ReplyFormat,
     body: Bytes,
     mut meter: Meter,
 ) -> Result<HttpResponse, GatewayError> {
@@ -203,15 +216,17 @@ async fn forward(
     };
     meter.head();
     let opts = relay::RelayOptions {
+        format,
         preserve_reasoning: cfg.preserve_reasoning_content,
         max_response_bytes: cfg.max_response_bytes,
         idle_timeout: cfg.stream_idle_timeout,
         keepalive: cfg.sse_keepalive,
         body_timeout: cfg.upstream_timeout,
     };
-    match stream {
-        Some(wants_usage) => relay::stream(response, lease, wants_usage, opts, meter).await,
-        None => relay::complete(response, lease, &opts, meter).await,
+    if stream {
+        relay::stream(response, lease, opts, meter).await
+    } else {
+        relay::complete(response, lease, &opts, meter).await
     }
 }
 

@@ -10,6 +10,7 @@ mod chat;
 pub mod client;
 mod dispatch;
 mod health;
+mod messages;
 mod meter;
 mod models;
 pub mod proxy_connector;
@@ -61,6 +62,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/v1/chat/completions")
                 .route(web::post().to(chat::completions))
+                .default_service(web::to(only_post)),
+        )
+        .service(
+            web::resource("/v1/messages")
+                .route(web::post().to(messages::create))
+                .default_service(web::to(only_post)),
+        )
+        .service(
+            web::resource("/v1/messages/count_tokens")
+                .route(web::post().to(messages::count_tokens))
                 .default_service(web::to(only_post)),
         )
         .default_service(web::to(not_found));

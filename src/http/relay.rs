@@ -9,10 +9,11 @@
 
 use super::meter::Meter;
 use crate::actors::upstream::Lease;
+use crate::anthropic;
 use crate::error::GatewayError;
 use crate::openai::normalize;
 use crate::openai::sse::SseDecoder;
-use crate::openai::stream::{KEEPALIVE, StreamShaper};
+use crate::openai::stream::{EventShaper, StreamShaper};
 use crate::profile::UpstreamFault;
 use actix_web::HttpResponse;
 use actix_web::http::header::{self, HeaderMap};
@@ -30,7 +31,18 @@ use tokio::sync::mpsc;
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The API the client speaks, and so the shape of the reply.
+#[derive(Debug, Clone)]
+pub enum ReplyFormat {
+    /// OpenAI chat completions; `wants_usage`: the client asked for the
+    /// final usage chunk of a stream.
+    OpenAi { wants_usage: bool },
+    /// Anthropic messages; `model` is the name the client asked for.
+    Anthropic { model: String },
+}
+
 pub struct RelayOptions {
+    pub format: ReplyFormat,
     pub preserve_reasoning: bool,
     pub max_response_bytes: usize,
     pub idle_timeout: Duration,
@@ -141,7 +153,13 @@ async fn complete_reply<S: UpstreamBody>(
         ));
     }
     let usage = reply.get("usage").filter(|u| !u.is_null()).cloned();
-    normalize::completion(&mut reply, opts.preserve_reasoning);
+    let reply = match &opts.format {
+        ReplyFormat::OpenAi { .. } => {
+            normalize::completion(&mut reply, opts.preserve_reasoning);
+            reply
+        }
+        ReplyFormat::Anthropic { model } => anthropic::response::message(&reply, model),
+    };
     let bytes = serde_json::to_vec(&reply).map_err(|e| GatewayError::Internal(e.to_string()))?;
     let response = HttpResponse::Ok()
         .content_type("application/json")
@@ -154,7 +172,6 @@ async fn complete_reply<S: UpstreamBody>(
 pub async fn stream<S: UpstreamBody>(
     resp: awc::ClientResponse<S>,
     lease: Lease,
-    wants_usage: bool,
     opts: RelayOptions,
     meter: Meter,
 ) -> Result<HttpResponse, GatewayError> {
@@ -179,7 +196,16 @@ pub async fn stream<S: UpstreamBody>(
     }
 
     let (tx, rx) = mpsc::channel::<Bytes>(8);
-    let shaper = StreamShaper::new(lease.profile, opts.preserve_reasoning, wants_usage);
+    let shaper: Box<dyn EventShaper> = match &opts.format {
+        ReplyFormat::OpenAi { wants_usage } => Box::new(StreamShaper::new(
+            lease.profile,
+            opts.preserve_reasoning,
+            *wants_usage,
+        )),
+        ReplyFormat::Anthropic { model } => {
+            Box::new(anthropic::stream::MessageStream::new(lease.profile, model))
+        }
+    };
     actix_web::rt::spawn(pump(resp, tx, lease, shaper, opts, meter));
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -192,7 +218,7 @@ async fn pump<S: UpstreamBody>(
     mut upstream: S,
     tx: mpsc::Sender<Bytes>,
     lease: Lease,
-    mut shaper: StreamShaper,
+    mut shaper: Box<dyn EventShaper>,
     opts: RelayOptions,
     meter: Meter,
 ) {
@@ -220,7 +246,9 @@ async fn pump<S: UpstreamBody>(
                 let fault = UpstreamFault::Timeout(opts.idle_timeout);
                 shaper.fail(&GatewayError::upstream(&account, fault), &mut out);
             }
-            Err(_) if last_sent.elapsed() >= opts.keepalive => out.extend_from_slice(KEEPALIVE),
+            Err(_) if last_sent.elapsed() >= opts.keepalive => {
+                out.extend_from_slice(shaper.keepalive())
+            }
             Err(_) => {}
             Ok(Some(Ok(bytes))) => {
                 last_upstream = Instant::now();
@@ -264,19 +292,19 @@ async fn pump<S: UpstreamBody>(
             break;
         }
     }
-    match &shaper.error {
+    match shaper.error() {
         Some(e) => log::warn!(
             "account {account}: stream ended with an error after {} chunks: {e}",
-            shaper.chunks
+            shaper.chunks()
         ),
         None => log::debug!(
             "account {account}: stream done, {} chunks in {:?}",
-            shaper.chunks,
+            shaper.chunks(),
             started.elapsed()
         ),
     }
     drop(lease);
-    meter.finish(shaper.error.is_none(), shaper.usage.as_ref());
+    meter.finish(shaper.error().is_none(), shaper.usage());
 }
 
 /// The client side of the pump's channel.

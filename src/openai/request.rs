@@ -3,6 +3,7 @@
 //! checked.
 
 use crate::error::GatewayError;
+use crate::profile::iflow::body::Thinking;
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone)]
@@ -15,6 +16,8 @@ pub struct ChatRequest {
     pub wants_stream_usage: bool,
     /// The last message is the user's: a new prompt, so a new conversation id.
     pub starts_turn: bool,
+    /// A thinking switch decided outside the body (translated requests).
+    pub thinking: Option<Thinking>,
 }
 
 impl ChatRequest {
@@ -77,6 +80,7 @@ impl ChatRequest {
             stream,
             wants_stream_usage,
             starts_turn,
+            thinking: None,
         })
     }
 }

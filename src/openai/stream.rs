@@ -17,17 +17,33 @@ use serde_json::Value;
 pub const KEEPALIVE: &[u8] = b": keep-alive\n\n";
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
+/// Turns upstream SSE items into the client's stream, in one client format.
+pub trait EventShaper {
+    /// Appends what the client should get for one upstream item.
+    fn on_item(&mut self, item: SseItem, out: &mut BytesMut, account: &str);
+    /// The upstream ended without `[DONE]`: end the client's stream properly.
+    fn on_eof(&mut self, out: &mut BytesMut);
+    /// Ends the stream with an error event.
+    fn fail(&mut self, error: &GatewayError, out: &mut BytesMut);
+    /// What to send while the upstream is silent.
+    fn keepalive(&self) -> &'static [u8];
+    fn is_done(&self) -> bool;
+    /// The last `usage` object seen.
+    fn usage(&self) -> Option<&Value>;
+    /// The error the stream ended with, if any.
+    fn error(&self) -> Option<&str>;
+    /// Events sent to the client so far.
+    fn chunks(&self) -> u64;
+}
+
 pub struct StreamShaper {
     profile: Profile,
     preserve_reasoning: bool,
     wants_usage: bool,
     done: bool,
-    /// Chunks forwarded to the client.
-    pub chunks: u64,
-    /// The last `usage` object seen.
-    pub usage: Option<Value>,
-    /// The error the stream ended with, if any.
-    pub error: Option<String>,
+    chunks: u64,
+    usage: Option<Value>,
+    error: Option<String>,
 }
 
 impl StreamShaper {
@@ -43,12 +59,37 @@ impl StreamShaper {
         }
     }
 
-    pub fn is_done(&self) -> bool {
+    fn emit(&mut self, payload: &[u8], out: &mut BytesMut) {
+        self.chunks += 1;
+        out.reserve(payload.len() + 8);
+        out.put_slice(b"data: ");
+        out.put_slice(payload);
+        out.put_slice(b"\n\n");
+    }
+}
+
+impl EventShaper for StreamShaper {
+    fn is_done(&self) -> bool {
         self.done
     }
 
-    /// Appends what the client should get for one upstream item.
-    pub fn on_item(&mut self, item: SseItem, out: &mut BytesMut, account: &str) {
+    fn keepalive(&self) -> &'static [u8] {
+        KEEPALIVE
+    }
+
+    fn usage(&self) -> Option<&Value> {
+        self.usage.as_ref()
+    }
+
+    fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    fn chunks(&self) -> u64 {
+        self.chunks
+    }
+
+    fn on_item(&mut self, item: SseItem, out: &mut BytesMut, account: &str) {
         if self.done {
             return;
         }
@@ -96,16 +137,14 @@ impl StreamShaper {
         self.emit(&payload, out);
     }
 
-    /// The upstream ended without `[DONE]`: end the client's stream properly.
-    pub fn on_eof(&mut self, out: &mut BytesMut) {
+    fn on_eof(&mut self, out: &mut BytesMut) {
         if !self.done {
             out.put_slice(DONE);
             self.done = true;
         }
     }
 
-    /// Ends the stream with an error event, then `[DONE]`.
-    pub fn fail(&mut self, error: &GatewayError, out: &mut BytesMut) {
+    fn fail(&mut self, error: &GatewayError, out: &mut BytesMut) {
         if self.done {
             return;
         }
@@ -115,14 +154,6 @@ impl StreamShaper {
         out.put_slice(b"\n\n");
         out.put_slice(DONE);
         self.done = true;
-    }
-
-    fn emit(&mut self, payload: &[u8], out: &mut BytesMut) {
-        self.chunks += 1;
-        out.reserve(payload.len() + 8);
-        out.put_slice(b"data: ");
-        out.put_slice(payload);
-        out.put_slice(b"\n\n");
     }
 }
 

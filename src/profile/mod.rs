@@ -98,9 +98,15 @@ impl Profile {
     }
 
     /// Applies the profile's body rules to the client's request.
-    pub fn rewrite_body(self, body: &mut Map<String, Value>, auth: AuthType, stream: bool) {
+    pub fn rewrite_body(
+        self,
+        body: &mut Map<String, Value>,
+        auth: AuthType,
+        stream: bool,
+        thinking: Option<iflow::body::Thinking>,
+    ) {
         match self {
-            Profile::Iflow => iflow::body::apply(body, auth.is_iflow(), stream),
+            Profile::Iflow => iflow::body::apply(body, auth.is_iflow(), stream, thinking),
             Profile::OpenAi => openai::rewrite_body(body, stream),
         }
     }

@@ -55,7 +55,14 @@ pub fn requested_thinking(body: &Map<String, Value>) -> Thinking {
 
 /// Rewrites `body` for the iFlow upstream. `iflow_auth` is true for the
 /// `oauth-iflow` and `iflow` auth types (the glm-4.6 rename depends on it).
-pub fn apply(body: &mut Map<String, Value>, iflow_auth: bool, stream: bool) {
+/// `thinking` overrides the switch read from the body (translated requests
+/// carry it outside the body).
+pub fn apply(
+    body: &mut Map<String, Value>,
+    iflow_auth: bool,
+    stream: bool,
+    thinking: Option<Thinking>,
+) {
     let mut model = body
         .get("model")
         .and_then(Value::as_str)
@@ -85,7 +92,7 @@ pub fn apply(body: &mut Map<String, Value>, iflow_auth: bool, stream: bool) {
         body.insert("temperature".into(), json!(DEFAULT_TEMPERATURE));
     }
 
-    let thinking = requested_thinking(body);
+    let thinking = thinking.unwrap_or_else(|| requested_thinking(body));
     apply_thinking(body, &mut model, thinking);
     body.insert("model".into(), Value::String(model.clone()));
 

@@ -1,13 +1,14 @@
 //! The default bodies of protocol table 5.5, plus client overrides.
 
 use super::*;
+use crate::profile::iflow::models::ReasoningLevel;
 use serde_json::json;
 
 fn run(input: Value, stream: bool) -> Value {
     let Value::Object(mut map) = input else {
         panic!("object expected")
     };
-    apply(&mut map, true, stream);
+    apply(&mut map, true, stream, None);
     Value::Object(map)
 }
 
@@ -59,7 +60,7 @@ fn glm46_is_not_renamed_for_other_auth_types() {
     let Value::Object(mut map) = base("glm-4.6") else {
         unreachable!()
     };
-    apply(&mut map, false, false);
+    apply(&mut map, false, false, None);
     assert_eq!(map["model"], "glm-4.6");
 }
 
@@ -189,4 +190,24 @@ fn empty_tools_and_stop_are_dropped() {
     let mut input = base("qwen3-coder-plus");
     input["stop"] = json!(["END"]);
     assert_eq!(run(input, false)["stop"], json!(["END"]));
+}
+
+#[test]
+fn a_thinking_override_wins_over_the_body() {
+    let Value::Object(mut map) = base("glm-4.7") else {
+        unreachable!()
+    };
+    apply(
+        &mut map,
+        true,
+        false,
+        Some(Thinking {
+            enabled: false,
+            level: ReasoningLevel::Low,
+        }),
+    );
+    assert_eq!(
+        map["chat_template_kwargs"],
+        json!({ "enable_thinking": false })
+    );
 }

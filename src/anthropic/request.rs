@@ -1,0 +1,352 @@
+//! Anthropic Messages request → OpenAI chat request.
+//!
+//! `system`, text/image/`tool_use`/`tool_result` blocks, tools, tool choice,
+//! sampling fields, `thinking` and `metadata.user_id` are carried over;
+//! fields without an OpenAI meaning are ignored, never rejected.
+
+use super::models::ModelMap;
+use crate::error::GatewayError;
+use crate::openai::ChatRequest;
+use crate::profile::iflow::body::Thinking;
+use crate::profile::iflow::models::ReasoningLevel;
+use serde_json::{Map, Value, json};
+
+/// A translated request and what the reply needs to say.
+pub struct Translated {
+    pub chat: ChatRequest,
+    /// The model name the client asked for (echoed in the reply).
+    pub client_model: String,
+}
+
+fn invalid(message: impl Into<String>) -> GatewayError {
+    GatewayError::InvalidRequest {
+        message: message.into(),
+        code: "invalid_request",
+    }
+}
+
+pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| invalid(format!("request body is not valid JSON: {e}")))?;
+    let Value::Object(req) = value else {
+        return Err(invalid("request body must be a JSON object"));
+    };
+    let client_model = match req.get("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
+        Some(_) => return Err(invalid("`model` must be a non-empty string")),
+        None => return Err(invalid("`model` is required")),
+    };
+    let Some(Value::Array(messages)) = req.get("messages") else {
+        return Err(invalid("`messages` must be an array of messages"));
+    };
+    let stream = match req.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("`stream` must be a boolean")),
+    };
+
+    let mut out_messages = Vec::new();
+    if let Some(system) = req.get("system") {
+        let text = text_of(system);
+        if !text.is_empty() {
+            out_messages.push(json!({ "role": "system", "content": text }));
+        }
+    }
+    for (i, message) in messages.iter().enumerate() {
+        let role = message.get("role").and_then(Value::as_str);
+        let content = message.get("content").unwrap_or(&Value::Null);
+        match role {
+            Some("user") => user_message(content, &mut out_messages),
+            Some("assistant") => out_messages.push(assistant_message(content)),
+            _ => {
+                return Err(invalid(format!(
+                    "`messages[{i}].role` must be user or assistant"
+                )));
+            }
+        }
+    }
+    if out_messages.is_empty() {
+        return Err(invalid("`messages` must contain at least one message"));
+    }
+    let starts_turn = out_messages
+        .last()
+        .and_then(|m| m.get("role"))
+        .and_then(Value::as_str)
+        == Some("user");
+
+    let upstream_model = models.resolve(&client_model).to_string();
+    let mut body = Map::new();
+    body.insert("model".into(), Value::String(upstream_model.clone()));
+    body.insert("messages".into(), Value::Array(out_messages));
+    if stream {
+        body.insert("stream".into(), Value::Bool(true));
+    }
+    for key in ["max_tokens", "temperature", "top_p", "top_k"] {
+        if let Some(v) = req.get(key).filter(|v| v.is_number()) {
+            body.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(stops) = req
+        .get("stop_sequences")
+        .and_then(Value::as_array)
+        .filter(|s| !s.is_empty())
+    {
+        body.insert("stop".into(), Value::Array(stops.clone()));
+    }
+    let tools = tools_of(req.get("tools"));
+    if !tools.is_empty() {
+        body.insert("tools".into(), Value::Array(tools));
+        if let Some(choice) = req.get("tool_choice") {
+            apply_tool_choice(choice, &mut body);
+        }
+    }
+    if let Some(user) = req
+        .get("metadata")
+        .and_then(|m| m.get("user_id"))
+        .and_then(Value::as_str)
+    {
+        body.insert("user".into(), Value::String(user.to_string()));
+    }
+
+    Ok(Translated {
+        chat: ChatRequest {
+            body,
+            model: upstream_model,
+            stream,
+            // The translator needs the final usage for `message_delta`.
+            wants_stream_usage: true,
+            starts_turn,
+            thinking: thinking_of(req.get("thinking")),
+        },
+        client_model,
+    })
+}
+
+/// `thinking: {type: enabled, budget_tokens}` → on, at a level from the
+/// budget; `{type: disabled}` → off; absent → the model's default.
+fn thinking_of(value: Option<&Value>) -> Option<Thinking> {
+    let value = value?;
+    match value.get("type").and_then(Value::as_str)? {
+        "enabled" => {
+            let budget = value
+                .get("budget_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let level = match budget {
+                16_000.. => ReasoningLevel::High,
+                4_000.. => ReasoningLevel::Medium,
+                _ => ReasoningLevel::Low,
+            };
+            Some(Thinking {
+                enabled: true,
+                level,
+            })
+        }
+        "disabled" => Some(Thinking {
+            enabled: false,
+            level: ReasoningLevel::Low,
+        }),
+        _ => None,
+    }
+}
+
+/// A string, or the text blocks of an array, joined.
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| match b {
+                Value::String(s) => Some(s.as_str()),
+                _ => b.get("text").and_then(Value::as_str),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// A user turn: its tool results become `tool` messages (which OpenAI wants
+/// right after the assistant's tool calls), the rest one user message.
+fn user_message(content: &Value, out: &mut Vec<Value>) {
+    let blocks = match content {
+        Value::String(s) => {
+            out.push(json!({ "role": "user", "content": s }));
+            return;
+        }
+        Value::Array(blocks) => blocks,
+        _ => return,
+    };
+    let mut parts = Vec::new();
+    for block in blocks {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => {
+                if let Some(text) = block.get("text").and_then(Value::as_str) {
+                    parts.push(json!({ "type": "text", "text": text }));
+                }
+            }
+            Some("image") => {
+                if let Some(url) = image_url(block.get("source")) {
+                    parts.push(json!({ "type": "image_url", "image_url": { "url": url } }));
+                }
+            }
+            Some("tool_result") => {
+                let id = block
+                    .get("tool_use_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let mut text = block.get("content").map(text_of).unwrap_or_default();
+                if block.get("is_error").and_then(Value::as_bool) == Some(true) {
+                    text = format!("Error: {text}");
+                }
+                out.push(json!({ "role": "tool", "tool_call_id": id, "content": text }));
+            }
+            _ => {}
+        }
+    }
+    if parts.is_empty() {
+        return;
+    }
+    // Plain text stays a string: every upstream understands that.
+    let all_text = parts.iter().all(|p| p["type"] == "text");
+    let content = if all_text {
+        Value::String(
+            parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    } else {
+        Value::Array(parts)
+    };
+    out.push(json!({ "role": "user", "content": content }));
+}
+
+fn image_url(source: Option<&Value>) -> Option<String> {
+    let source = source?;
+    match source.get("type").and_then(Value::as_str)? {
+        "base64" => {
+            let media = source
+                .get("media_type")
+                .and_then(Value::as_str)
+                .unwrap_or("image/png");
+            let data = source.get("data").and_then(Value::as_str)?;
+            Some(format!("data:{media};base64,{data}"))
+        }
+        "url" => source
+            .get("url")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// An assistant turn: text → content, thinking → `reasoning_content`
+/// (as the official client replays it), tool_use → `tool_calls`.
+fn assistant_message(content: &Value) -> Value {
+    let blocks = match content {
+        Value::String(s) => return json!({ "role": "assistant", "content": s }),
+        Value::Array(blocks) => blocks.as_slice(),
+        _ => &[],
+    };
+    let mut text = Vec::new();
+    let mut reasoning = Vec::new();
+    let mut calls = Vec::new();
+    for block in blocks {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => text.extend(block.get("text").and_then(Value::as_str)),
+            Some("thinking") => reasoning.extend(block.get("thinking").and_then(Value::as_str)),
+            Some("tool_use") => {
+                let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
+                calls.push(json!({
+                    "id": block.get("id").and_then(Value::as_str).unwrap_or_default(),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name").and_then(Value::as_str).unwrap_or_default(),
+                        "arguments": input.to_string(),
+                    }
+                }));
+            }
+            _ => {}
+        }
+    }
+    let mut message = Map::new();
+    message.insert("role".into(), json!("assistant"));
+    message.insert("content".into(), json!(text.join("")));
+    if !reasoning.is_empty() {
+        message.insert("reasoning_content".into(), json!(reasoning.join("")));
+    }
+    if !calls.is_empty() {
+        message.insert("tool_calls".into(), Value::Array(calls));
+    }
+    Value::Object(message)
+}
+
+/// Client tools with an `input_schema`; server tools (web search…) have
+/// no OpenAI form and are left out.
+fn tools_of(tools: Option<&Value>) -> Vec<Value> {
+    let Some(Value::Array(tools)) = tools else {
+        return Vec::new();
+    };
+    tools
+        .iter()
+        .filter_map(|t| {
+            let name = t.get("name").and_then(Value::as_str)?;
+            let schema = t.get("input_schema")?;
+            let mut function = json!({ "name": name, "parameters": schema });
+            if let Some(d) = t.get("description").and_then(Value::as_str) {
+                function["description"] = json!(d);
+            }
+            Some(json!({ "type": "function", "function": function }))
+        })
+        .collect()
+}
+
+fn apply_tool_choice(choice: &Value, body: &mut Map<String, Value>) {
+    let mapped = match choice.get("type").and_then(Value::as_str) {
+        Some("auto") => Some(json!("auto")),
+        Some("any") => Some(json!("required")),
+        Some("none") => Some(json!("none")),
+        Some("tool") => choice
+            .get("name")
+            .and_then(Value::as_str)
+            .map(|name| json!({ "type": "function", "function": { "name": name } })),
+        _ => None,
+    };
+    if let Some(mapped) = mapped {
+        body.insert("tool_choice".into(), mapped);
+    }
+    if choice
+        .get("disable_parallel_tool_use")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        body.insert("parallel_tool_calls".into(), json!(false));
+    }
+}
+
+/// A rough token count for `count_tokens` (no tokenizer is available for
+/// the upstream models): about four ASCII characters per token, one per
+/// other character, plus a little per message.
+pub fn estimate_tokens(bytes: &[u8], models: &ModelMap) -> Result<u64, GatewayError> {
+    let translated = translate(bytes, models)?;
+    let mut tokens = 0u64;
+    let mut count = |text: &str| {
+        let ascii = text.bytes().filter(u8::is_ascii).count() as u64;
+        let other = text.chars().filter(|c| !c.is_ascii()).count() as u64;
+        tokens += ascii.div_ceil(4) + other;
+    };
+    if let Some(Value::Array(messages)) = translated.chat.body.get("messages") {
+        for m in messages {
+            count(&m.to_string());
+        }
+    }
+    if let Some(tools) = translated.chat.body.get("tools") {
+        count(&tools.to_string());
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests;

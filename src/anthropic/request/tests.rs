@@ -1,0 +1,179 @@
+use super::*;
+
+const CLAUDE_CODE: &str =
+    include_str!("../../../tests/fixtures/anthropic/claude_code_tool_turn.json");
+
+fn run(body: &str) -> Translated {
+    translate(body.as_bytes(), &ModelMap::default()).expect("translates")
+}
+
+#[test]
+fn claude_code_turn_translates_every_block() {
+    let t = run(CLAUDE_CODE);
+    assert_eq!(t.client_model, "claude-sonnet-4-5-20250929");
+    assert_eq!(t.chat.model, "glm-5");
+    assert!(t.chat.stream && t.chat.wants_stream_usage);
+    assert!(t.chat.starts_turn, "the last message is the user's");
+    assert_eq!(
+        t.chat.thinking,
+        Some(Thinking {
+            enabled: true,
+            level: ReasoningLevel::Medium
+        })
+    );
+    let b = &t.chat.body;
+    assert_eq!(b["model"], "glm-5");
+    assert_eq!(b["max_tokens"], 32000);
+    assert_eq!(b["temperature"], 1);
+    assert_eq!(b["user"], "user_3f9c0d_account__session_7b21e5c2");
+    assert_eq!(b["tool_choice"], "auto");
+    assert_eq!(b["parallel_tool_calls"], false);
+    assert!(b.get("anthropic_beta_unknown_field").is_none());
+    assert!(
+        b.get("thinking").is_none(),
+        "thinking travels outside the body"
+    );
+
+    let tools = b["tools"].as_array().expect("tools");
+    assert_eq!(tools.len(), 2, "the server tool has no OpenAI form");
+    assert_eq!(tools[0]["function"]["name"], "Bash");
+    assert_eq!(
+        tools[0]["function"]["parameters"]["required"],
+        json!(["command"])
+    );
+
+    let m = b["messages"].as_array().expect("messages");
+    let roles: Vec<&str> = m.iter().filter_map(|x| x["role"].as_str()).collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "assistant", "tool", "tool", "user"]
+    );
+    assert_eq!(
+        m[0]["content"],
+        "You are Claude Code, Anthropic's official CLI for Claude.\nWorking directory: /home/dev/project\nIs a git repository: true"
+    );
+    assert_eq!(
+        m[1]["content"],
+        "<system-reminder>Plan mode is off.</system-reminder>\nWhy does the build fail?"
+    );
+    assert_eq!(m[2]["content"], "Let me run the build.");
+    assert_eq!(m[2]["reasoning_content"], "I should run the build first.");
+    assert_eq!(
+        m[2]["tool_calls"],
+        json!([
+            { "id": "toolu_01A09q90qw90lq917835lq9", "type": "function",
+              "function": { "name": "Bash", "arguments": "{\"command\":\"cargo build\"}" } },
+            { "id": "toolu_01B7kx", "type": "function",
+              "function": { "name": "Read", "arguments": "{\"file_path\":\"Cargo.toml\"}" } }
+        ])
+    );
+    assert_eq!(
+        m[3],
+        json!({ "role": "tool", "tool_call_id": "toolu_01A09q90qw90lq917835lq9",
+                "content": "Error: error[E0425]: cannot find value `x`" })
+    );
+    assert_eq!(m[4]["content"], "[package]\nname = \"demo\"");
+    assert_eq!(
+        m[5]["content"],
+        json!([
+            { "type": "image_url", "image_url": { "url": "data:image/png;base64,iVBORw0KGgo=" } },
+            { "type": "text", "text": "Here is a screenshot too." }
+        ])
+    );
+}
+
+#[test]
+fn simple_request_fields() {
+    let t = run(
+        r#"{"model":"claude-haiku-4-5","max_tokens":100,"system":"Be brief.",
+        "stop_sequences":["END"],"top_p":0.9,"top_k":40,
+        "messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(t.chat.model, "qwen3-coder-plus");
+    assert!(!t.chat.stream);
+    assert_eq!(t.chat.thinking, None);
+    let b = &t.chat.body;
+    assert_eq!(
+        b["messages"][0],
+        json!({ "role": "system", "content": "Be brief." })
+    );
+    assert_eq!(b["stop"], json!(["END"]));
+    assert_eq!(b["top_p"], 0.9);
+    assert_eq!(b["top_k"], 40);
+    assert!(b.get("stream").is_none());
+}
+
+#[test]
+fn tool_choice_variants_and_thinking_off() {
+    let with = |choice: &str| {
+        let body = format!(
+            r#"{{"model":"m","max_tokens":1,"thinking":{{"type":"disabled"}},
+               "tools":[{{"name":"f","input_schema":{{"type":"object"}}}}],
+               "tool_choice":{choice},"messages":[{{"role":"user","content":"x"}}]}}"#
+        );
+        run(&body)
+    };
+    assert_eq!(
+        with(r#"{"type":"any"}"#).chat.body["tool_choice"],
+        "required"
+    );
+    assert_eq!(with(r#"{"type":"none"}"#).chat.body["tool_choice"], "none");
+    assert_eq!(
+        with(r#"{"type":"tool","name":"f"}"#).chat.body["tool_choice"],
+        json!({ "type": "function", "function": { "name": "f" } })
+    );
+    let t = with(r#"{"type":"auto"}"#);
+    assert_eq!(t.chat.thinking.map(|th| th.enabled), Some(false));
+}
+
+#[test]
+fn image_urls_and_high_budget() {
+    let t = run(
+        r#"{"model":"kimi-k2.5","max_tokens":1,"thinking":{"type":"enabled","budget_tokens":31999},
+        "messages":[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"https://x/y.png"}}]},
+                    {"role":"assistant","content":"ok"}]}"#,
+    );
+    assert_eq!(t.chat.model, "kimi-k2.5");
+    assert!(!t.chat.starts_turn, "the last message is the assistant's");
+    assert_eq!(
+        t.chat.thinking.map(|th| th.level),
+        Some(ReasoningLevel::High)
+    );
+    assert_eq!(
+        t.chat.body["messages"][0]["content"][0]["image_url"]["url"],
+        "https://x/y.png"
+    );
+}
+
+#[test]
+fn bad_requests_are_clear() {
+    let err = |body: &str| {
+        translate(body.as_bytes(), &ModelMap::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    assert!(err("{").contains("not valid JSON"));
+    assert!(err(r#"{"messages":[]}"#).contains("`model`"));
+    assert!(err(r#"{"model":"m"}"#).contains("`messages`"));
+    assert!(
+        err(r#"{"model":"m","messages":[{"role":"system","content":"x"}]}"#)
+            .contains("user or assistant")
+    );
+    assert!(err(r#"{"model":"m","messages":[]}"#).contains("at least one"));
+    assert!(
+        err(r#"{"model":"m","stream":"yes","messages":[{"role":"user","content":"x"}]}"#)
+            .contains("`stream`")
+    );
+}
+
+#[test]
+fn token_estimate_grows_with_text() {
+    let short = estimate_tokens(
+        br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        &ModelMap::default(),
+    )
+    .expect("estimate");
+    let long = estimate_tokens(CLAUDE_CODE.as_bytes(), &ModelMap::default()).expect("estimate");
+    assert!(short > 0 && long > short * 10, "{short} {long}");
+}

@@ -1,0 +1,164 @@
+//! OpenAI chat completion → Anthropic message (non-stream).
+
+use super::{new_id, stop_reason};
+use serde_json::{Value, json};
+
+/// Builds the Anthropic reply from an upstream completion; `model` is the
+/// name the client asked for.
+pub fn message(reply: &Value, model: &str) -> Value {
+    let choice = reply
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let msg = choice.get("message").cloned().unwrap_or(Value::Null);
+    let mut content = Vec::new();
+    if let Some(thought) = msg
+        .get("reasoning_content")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
+        let signature = msg
+            .get("signature")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        content.push(json!({ "type": "thinking", "thinking": thought, "signature": signature }));
+    }
+    if let Some(text) = msg
+        .get("content")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
+        content.push(json!({ "type": "text", "text": text }));
+    }
+    if let Some(Value::Array(calls)) = msg.get("tool_calls") {
+        for call in calls {
+            let function = call.get("function").cloned().unwrap_or(Value::Null);
+            let arguments = function
+                .get("arguments")
+                .and_then(Value::as_str)
+                .unwrap_or("{}");
+            content.push(json!({
+                "type": "tool_use",
+                "id": call.get("id").and_then(Value::as_str).map_or_else(|| new_id("toolu_"), str::to_string),
+                "name": function.get("name").and_then(Value::as_str).unwrap_or_default(),
+                "input": tool_input(arguments),
+            }));
+        }
+    }
+    let finish = choice.get("finish_reason").and_then(Value::as_str);
+    let has_tools = content.iter().any(|b| b["type"] == "tool_use");
+    let reason = if has_tools && finish != Some("length") {
+        "tool_use"
+    } else {
+        stop_reason(finish)
+    };
+    json!({
+        "id": message_id(reply),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": reason,
+        "stop_sequence": null,
+        "usage": usage(reply.get("usage")),
+    })
+}
+
+/// The upstream id under Anthropic's prefix, or a fresh one.
+pub fn message_id(reply: &Value) -> String {
+    match reply.get("id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => format!("msg_{}", id.trim_start_matches("chatcmpl-")),
+        _ => new_id("msg_"),
+    }
+}
+
+/// Tool arguments as an object; text that is not a JSON object is kept
+/// whole under `_raw_arguments` rather than lost.
+pub fn tool_input(arguments: &str) -> Value {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => v,
+        _ if arguments.trim().is_empty() => json!({}),
+        _ => json!({ "_raw_arguments": arguments }),
+    }
+}
+
+/// OpenAI usage → Anthropic usage.
+pub fn usage(usage: Option<&Value>) -> Value {
+    let n = |k: &str| {
+        usage
+            .and_then(|u| u.get(k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let mut out =
+        json!({ "input_tokens": n("prompt_tokens"), "output_tokens": n("completion_tokens") });
+    if let Some(cached) = usage
+        .and_then(|u| u.get("cache_read_input_tokens"))
+        .and_then(Value::as_u64)
+    {
+        out["cache_read_input_tokens"] = json!(cached);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_reply_becomes_blocks() {
+        let reply = json!({
+            "id": "chatcmpl-abc",
+            "choices": [{
+                "message": {
+                    "role": "assistant",
+                    "reasoning_content": "let me think",
+                    "content": "Here you go",
+                    "tool_calls": [{
+                        "id": "call_1",
+                        "type": "function",
+                        "function": { "name": "read_file", "arguments": "{\"path\":\"a.rs\"}" }
+                    }]
+                },
+                "finish_reason": "tool_calls"
+            }],
+            "usage": { "prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19 }
+        });
+        let m = message(&reply, "claude-sonnet-4-5");
+        assert_eq!(m["id"], "msg_abc");
+        assert_eq!(m["model"], "claude-sonnet-4-5");
+        assert_eq!(m["content"][0]["type"], "thinking");
+        assert_eq!(m["content"][0]["thinking"], "let me think");
+        assert_eq!(
+            m["content"][1],
+            json!({ "type": "text", "text": "Here you go" })
+        );
+        assert_eq!(
+            m["content"][2],
+            json!({ "type": "tool_use", "id": "call_1", "name": "read_file", "input": { "path": "a.rs" } })
+        );
+        assert_eq!(m["stop_reason"], "tool_use");
+        assert_eq!(
+            m["usage"],
+            json!({ "input_tokens": 12, "output_tokens": 7 })
+        );
+    }
+
+    #[test]
+    fn stop_reasons_and_bad_arguments() {
+        let reply =
+            json!({ "choices": [{ "message": { "content": "x" }, "finish_reason": "length" }] });
+        assert_eq!(message(&reply, "m")["stop_reason"], "max_tokens");
+        assert!(
+            message(&reply, "m")["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("msg_"))
+        );
+        assert_eq!(
+            tool_input("not json"),
+            json!({ "_raw_arguments": "not json" })
+        );
+        assert_eq!(tool_input(""), json!({}));
+    }
+}

@@ -1,0 +1,263 @@
+//! Exact event order and block indices for the streaming translation.
+
+use super::*;
+use crate::profile::UpstreamFault;
+use bytes::Bytes;
+
+fn data(v: Value) -> SseItem {
+    SseItem::Data(Bytes::from(v.to_string()))
+}
+
+fn delta(d: Value) -> SseItem {
+    data(json!({ "id": "c1", "choices": [{ "index": 0, "delta": d }] }))
+}
+
+fn finish(reason: &str) -> SseItem {
+    data(json!({ "id": "c1", "choices": [{ "index": 0, "delta": {}, "finish_reason": reason }] }))
+}
+
+fn usage(prompt: u64, completion: u64) -> SseItem {
+    data(
+        json!({ "choices": [], "usage": { "prompt_tokens": prompt, "completion_tokens": completion } }),
+    )
+}
+
+/// Runs items through a fresh stream; returns (event name, data) pairs.
+fn events(items: Vec<SseItem>) -> Vec<(String, Value)> {
+    let mut s = MessageStream::new(Profile::Iflow, "claude-sonnet-4-5");
+    let mut out = BytesMut::new();
+    for item in items {
+        s.on_item(item, &mut out, "acc");
+    }
+    s.on_eof(&mut out);
+    parse(&out)
+}
+
+fn parse(out: &[u8]) -> Vec<(String, Value)> {
+    let text = std::str::from_utf8(out).expect("utf8");
+    text.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let mut lines = e.lines();
+            let name = lines
+                .next()
+                .and_then(|l| l.strip_prefix("event: "))
+                .expect("event line");
+            let data = lines
+                .next()
+                .and_then(|l| l.strip_prefix("data: "))
+                .expect("data line");
+            (name.to_string(), serde_json::from_str(data).expect("json"))
+        })
+        .collect()
+}
+
+fn names(events: &[(String, Value)]) -> Vec<&str> {
+    events.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+#[test]
+fn text_only() {
+    let e = events(vec![
+        delta(json!({ "role": "assistant", "content": "Hel" })),
+        delta(json!({ "content": "lo" })),
+        finish("stop"),
+        usage(11, 2),
+        SseItem::Done,
+    ]);
+    assert_eq!(
+        names(&e),
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    let start = &e[0].1["message"];
+    assert_eq!(start["model"], "claude-sonnet-4-5");
+    assert!(
+        start["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("msg_"))
+    );
+    assert_eq!(start["content"], json!([]));
+    assert_eq!(
+        e[1].1,
+        json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } })
+    );
+    assert_eq!(
+        e[2].1["delta"],
+        json!({ "type": "text_delta", "text": "Hel" })
+    );
+    assert_eq!(e[4].1, json!({ "type": "content_block_stop", "index": 0 }));
+    assert_eq!(
+        e[5].1["delta"],
+        json!({ "stop_reason": "end_turn", "stop_sequence": null })
+    );
+    assert_eq!(
+        e[5].1["usage"],
+        json!({ "input_tokens": 11, "output_tokens": 2 })
+    );
+    assert_eq!(e[6].1, json!({ "type": "message_stop" }));
+}
+
+#[test]
+fn reasoning_then_text() {
+    let e = events(vec![
+        delta(json!({ "reasoning_content": "Think" })),
+        delta(json!({ "reasoning_content": "ing." })),
+        delta(json!({ "content": "Answer" })),
+        finish("stop"),
+        SseItem::Done,
+    ]);
+    assert_eq!(
+        names(&e),
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert_eq!(
+        e[1].1["content_block"],
+        json!({ "type": "thinking", "thinking": "" })
+    );
+    assert_eq!(
+        e[2].1["delta"],
+        json!({ "type": "thinking_delta", "thinking": "Think" })
+    );
+    assert_eq!(
+        (e[1].1["index"].clone(), e[4].1["index"].clone()),
+        (json!(0), json!(0))
+    );
+    assert_eq!(
+        e[5].1["content_block"],
+        json!({ "type": "text", "text": "" })
+    );
+    assert_eq!(
+        (e[5].1["index"].clone(), e[7].1["index"].clone()),
+        (json!(1), json!(1))
+    );
+}
+
+#[test]
+fn text_then_two_tool_calls_with_split_arguments() {
+    let call = |index: u64, id: Option<&str>, name: Option<&str>, args: &str| {
+        let mut function = json!({ "arguments": args });
+        if let Some(n) = name {
+            function["name"] = json!(n);
+        }
+        let mut c = json!({ "index": index, "type": "function", "function": function });
+        if let Some(i) = id {
+            c["id"] = json!(i);
+        }
+        delta(json!({ "tool_calls": [c] }))
+    };
+    let e = events(vec![
+        delta(json!({ "content": "Running two tools." })),
+        call(0, Some("call_a"), Some("Bash"), ""),
+        call(0, None, None, "{\"comm"),
+        call(0, None, None, "and\":\"ls\"}"),
+        call(1, Some("call_b"), Some("Read"), "{\"file_path\":"),
+        call(1, None, None, "\"a.rs\"}"),
+        finish("tool_calls"),
+        usage(50, 20),
+        SseItem::Done,
+    ]);
+    assert_eq!(
+        names(&e),
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert_eq!(
+        e[4].1,
+        json!({ "type": "content_block_start", "index": 1,
+                "content_block": { "type": "tool_use", "id": "call_a", "name": "Bash", "input": {} } })
+    );
+    assert_eq!(
+        e[5].1["delta"],
+        json!({ "type": "input_json_delta", "partial_json": "{\"comm" })
+    );
+    assert_eq!(e[6].1["delta"]["partial_json"], "and\":\"ls\"}");
+    assert_eq!(e[8].1["index"], 2);
+    assert_eq!(e[8].1["content_block"]["name"], "Read");
+    assert_eq!(e[10].1["index"], 2);
+    assert_eq!(e[12].1["delta"]["stop_reason"], "tool_use");
+    let joined: String = e[5..7]
+        .iter()
+        .filter_map(|(_, d)| d["delta"]["partial_json"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&joined).expect("json"),
+        json!({ "command": "ls" })
+    );
+}
+
+#[test]
+fn upstream_error_mid_stream() {
+    let mut s = MessageStream::new(Profile::Iflow, "claude-sonnet-4-5");
+    let mut out = BytesMut::new();
+    s.on_item(delta(json!({ "content": "partial" })), &mut out, "acc");
+    s.fail(
+        &GatewayError::upstream(
+            "acc",
+            UpstreamFault::StreamInterrupted("connection reset".into()),
+        ),
+        &mut out,
+    );
+    s.on_eof(&mut out);
+    let e = parse(&out);
+    assert_eq!(
+        names(&e),
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "error"
+        ]
+    );
+    assert_eq!(e[3].1["type"], "error");
+    assert_eq!(e[3].1["error"]["type"], "api_error");
+    assert!(s.error().is_some_and(|m| m.contains("connection reset")));
+}
+
+#[test]
+fn iflow_error_payload_in_the_stream() {
+    let e = events(vec![data(
+        json!({ "status": "449", "msg": "too many requests at once" }),
+    )]);
+    assert_eq!(names(&e), ["error"]);
+    assert_eq!(e[0].1["error"]["type"], "rate_limit_error");
+}
+
+#[test]
+fn eof_without_done_still_closes_the_message() {
+    let e = events(vec![delta(json!({ "content": "x" }))]);
+    assert_eq!(names(&e).last(), Some(&"message_stop"));
+    assert_eq!(e[e.len() - 2].1["delta"]["stop_reason"], "end_turn");
+}
