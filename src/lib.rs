@@ -20,3 +20,4 @@ pub mod openai;
 pub mod profile;
 pub mod secret;
 pub mod store;
+pub mod telemetry;

@@ -1,0 +1,160 @@
+//! Sends the telemetry events, each on its own local task with a short
+//! timeout, through the worker's upstream client (and so its proxy).
+
+use super::TelemetrySettings;
+use super::events::{self, ClientFacts, RunContext};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// No event may take longer than this; nobody waits for it anyway.
+const SEND_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct Telemetry {
+    settings: TelemetrySettings,
+    user_id: String,
+    facts: ClientFacts,
+    language: String,
+    /// The `cna` cookie from `v.gif`; without it no page view is sent.
+    cna: OnceLock<String>,
+}
+
+/// One model call's telemetry, from `run_started` on.
+pub struct RunHandle {
+    telemetry: Arc<Telemetry>,
+    ctx: RunContext,
+    started: Instant,
+}
+
+impl Telemetry {
+    /// Reads, or creates, the installation id under `<data>/telemetry/`.
+    pub fn new(settings: TelemetrySettings, data_dir: &Path) -> std::io::Result<Arc<Self>> {
+        let dir = data_dir.join("telemetry");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("installation_id");
+        let user_id = match std::fs::read_to_string(&path) {
+            Ok(id) if uuid::Uuid::parse_str(id.trim()).is_ok() => id.trim().to_string(),
+            _ => {
+                let id = uuid::Uuid::new_v4().to_string();
+                std::fs::write(&path, &id)?;
+                id
+            }
+        };
+        let facts = events::local_facts(&settings.cli_version, &settings.node_version);
+        let language = std::env::var("LANG").unwrap_or_else(|_| "en_US.UTF-8".into());
+        Ok(Arc::new(Self {
+            settings,
+            user_id,
+            facts,
+            language,
+            cna: OnceLock::new(),
+        }))
+    }
+
+    /// Asks `v.gif` for the `cna` cookie once, as the official client does at start.
+    pub async fn fetch_cna(self: Arc<Self>, client: awc::Client) {
+        let request = client
+            .get(&self.settings.telemetry_pv_url)
+            .insert_header(("user-agent", "node"))
+            .timeout(SEND_TIMEOUT)
+            .send();
+        let Ok(resp) = request.await else {
+            log::debug!("telemetry: no cna cookie (collector unreachable)");
+            return;
+        };
+        let cna = resp
+            .headers()
+            .get_all("set-cookie")
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix("cna=").map(|rest| rest.split(';').next().unwrap_or_default().to_string()))
+            .filter(|c| !c.is_empty());
+        if let Some(cna) = cna {
+            let _ = self.cna.set(cna);
+        }
+    }
+
+    /// Sends the page view (when a `cna` is known) and `run_started`.
+    pub fn start(
+        self: &Arc<Self>,
+        client: &awc::Client,
+        headers: &[(&'static str, String)],
+        model: &str,
+        tool: &str,
+    ) -> RunHandle {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let traceparent = header("traceparent");
+        let ctx = RunContext {
+            trace_id: traceparent.split('-').nth(1).unwrap_or_default().to_string(),
+            session_id: header("session-id"),
+            conversation_id: header("conversation-id"),
+            model: model.to_string(),
+            tool: tool.to_string(),
+            user_id: self.user_id.clone(),
+            observation_id: events::observation_id(),
+        };
+        if let Some(cna) = self.cna.get() {
+            let body = events::page_view(cna, &self.user_id, &self.facts, &self.language);
+            send_text(client, &self.settings.telemetry_pv_url, body);
+        }
+        self.gm(client, "run_started", events::run_started(&ctx));
+        RunHandle {
+            telemetry: self.clone(),
+            ctx,
+            started: Instant::now(),
+        }
+    }
+
+    fn gm(&self, client: &awc::Client, event: &str, body: Value) {
+        // The official client joins base and "/aitrack…" with one more "/".
+        let url = format!(
+            "{}//aitrack.lifecycle.{event}",
+            self.settings.telemetry_gm_url.trim_end_matches('/')
+        );
+        let request = client
+            .post(url)
+            .insert_header(("content-type", "application/json"))
+            .insert_header(("user-agent", "node"))
+            .insert_header(("accept", "*/*"))
+            .timeout(SEND_TIMEOUT);
+        actix_web::rt::spawn(async move {
+            if let Err(e) = request.send_json(&body).await {
+                log::debug!("telemetry event not delivered: {e}");
+            }
+        });
+    }
+}
+
+fn send_text(client: &awc::Client, url: &str, body: String) {
+    let request = client
+        .post(url)
+        .insert_header(("content-type", "text/plain;charset=UTF-8"))
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("user-agent", "node"))
+        .timeout(SEND_TIMEOUT);
+    actix_web::rt::spawn(async move {
+        if let Err(e) = request.send_body(body).await {
+            log::debug!("telemetry page view not delivered: {e}");
+        }
+    });
+}
+
+impl RunHandle {
+    /// `run_finished`: a non-stream reply arrived.
+    pub fn finished(self, client: &awc::Client) {
+        let body = events::run_finished(&self.ctx, self.started.elapsed().as_millis());
+        self.telemetry.gm(client, "run_finished", body);
+    }
+
+    /// `run_error`: the call failed.
+    pub fn failed(self, client: &awc::Client, error: &str) {
+        let body = events::run_error(&self.ctx, error, &self.telemetry.facts);
+        self.telemetry.gm(client, "run_error", body);
+    }
+}
