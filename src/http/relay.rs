@@ -132,10 +132,16 @@ pub async fn stream<S: UpstreamBody>(
     if !resp.status().is_success() {
         return Err(fail_with_status(resp, &lease).await);
     }
-    let content_type = header_text(resp.headers(), header::CONTENT_TYPE).unwrap_or_default();
-    if content_type.contains("json") {
+    let content_type = header_text(resp.headers(), header::CONTENT_TYPE)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let is_stream = ["text/event-stream", "application/octet-stream"]
+        .iter()
+        .any(|t| content_type.trim_start().starts_with(t));
+    if !is_stream {
         // iFlow answers some failures with a JSON body and status 200 even to a
-        // stream request; the official client would show an empty stream.
+        // stream request, not always labelled as JSON; the official client
+        // would show an empty stream (protocol 7.3).
         let account = lease.account_id.clone();
         let mut resp = resp;
         let body = resp
