@@ -217,6 +217,15 @@ async fn pump<S: UpstreamBody>(
                 if let Some(item) = decoder.finish() {
                     shaper.on_item(item, &mut out, &account);
                 }
+                if !shaper.is_done() {
+                    // awc reports a chunked body cut off at a chunk boundary
+                    // as a clean end, so a stream without `[DONE]` is taken
+                    // as truncated rather than complete.
+                    let fault = UpstreamFault::StreamInterrupted(
+                        "the upstream closed the stream before `data: [DONE]`".into(),
+                    );
+                    shaper.fail(&GatewayError::upstream(&account, fault), &mut out);
+                }
                 shaper.on_eof(&mut out);
             }
         }
