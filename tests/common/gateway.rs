@@ -148,23 +148,35 @@ impl Gateway {
         self.child.id()
     }
 
-    /// Sends SIGTERM and waits (at most `timeout`) for the process to exit.
-    pub fn terminate(&mut self, timeout: Duration) -> Option<(ExitStatus, Duration)> {
-        let started = Instant::now();
+    /// Sends SIGTERM.
+    pub fn send_sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -TERM failed");
-        while started.elapsed() < timeout {
+    }
+
+    /// Waits (at most `timeout`) for the process to exit; then lets the
+    /// reader thread take the last log lines.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
             if let Some(exit) = self.child.try_wait().expect("wait") {
-                // Let the reader thread take the last lines.
                 self.wait_log(Duration::from_secs(2), |_| false);
-                return Some((exit, started.elapsed()));
+                return Some(exit);
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         None
+    }
+
+    /// SIGTERM, then the exit status and how long the exit took.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<(ExitStatus, Duration)> {
+        let started = Instant::now();
+        self.send_sigterm();
+        let exit = self.wait_exit(timeout)?;
+        Some((exit, started.elapsed()))
     }
 }
 
