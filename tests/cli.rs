@@ -231,3 +231,15 @@ fn unusable_account_files_are_skipped_logged_and_left_untouched() {
     );
     assert_eq!(bad_files(snapshot(dir.path())), before);
 }
+
+#[test]
+fn an_account_imported_while_serving_is_usable_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = common::mock::Mock::start();
+    // A long rescan interval: only the on-demand lookup can find the account.
+    let gw = Gateway::start(dir.path(), &[("IFLOW_STORE_RESCAN_INTERVAL", "1h")]);
+    let uuid = import(dir.path(), API_KEY, &mock.base_url(), "iflow");
+    let resp = chat(gw.addr, &uuid, &user_body("glm-5", "hi"));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    common::iflow::assert_signed(&mock.last_request(), API_KEY);
+}

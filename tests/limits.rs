@@ -7,6 +7,7 @@ mod common;
 
 use common::client::{Response, chat, open_stream};
 use common::fixtures::STREAM_EVENTS;
+use common::gateway::import;
 use common::{assert_error, secs, setup, stream_body, user_body};
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -127,4 +128,30 @@ fn client_leaving_a_stream_frees_the_slot_and_closes_the_upstream_connection() {
         s.mock.wait_early_closes(1, secs(5)),
         "the abandoned stream's upstream connection is still open"
     );
+}
+
+#[test]
+fn a_busy_account_does_not_hold_up_another_account() {
+    let s = setup(&[("IFLOW_CONCURRENCY", "1"), ("IFLOW_QUEUE_SIZE", "0")]);
+    let other = import(
+        s.dir.path(),
+        "sk-other-9876543210fedcba",
+        &s.mock.base_url(),
+        "iflow",
+    );
+    let held = spawn_chat(s.gw.addr, &s.account, "scenario:hold");
+    assert!(s.mock.wait_in_flight(1, secs(10)));
+
+    let busy = chat(s.gw.addr, &s.account, &user_body("glm-5", "hi"));
+    assert_error(&busy, 429, "rate_limit_error", "account_queue_full");
+    let free = chat(s.gw.addr, &other, &user_body("glm-5", "hi"));
+    assert_eq!(free.status, 200, "{}", free.text());
+    let req = s.mock.last_request();
+    assert_eq!(
+        req.header("authorization"),
+        Some("Bearer sk-other-9876543210fedcba")
+    );
+
+    s.mock.release_all();
+    assert_eq!(held.join().unwrap().status, 200);
 }

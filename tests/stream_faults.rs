@@ -112,3 +112,18 @@ fn upstream_silent_past_the_idle_timeout_ends_the_stream_with_an_error() {
         "upstream connection left open"
     );
 }
+
+#[test]
+fn endless_stream_line_past_the_response_limit_ends_with_an_error_event() {
+    let s = setup(&[("IFLOW_MAX_RESPONSE_BYTES", "1KiB")]);
+    let resp = chat(
+        s.gw.addr,
+        &s.account,
+        &stream_body("glm-5", "scenario:stream_endless"),
+    );
+    assert_eq!(resp.status, 200);
+    let (before, error, after) = error_event(&resp.text());
+    assert!(before.is_empty(), "{before:?}");
+    assert_error_body(&error, "upstream_error", "upstream_invalid_response");
+    assert_eq!(after, ["[DONE]"]);
+}

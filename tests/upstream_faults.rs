@@ -110,6 +110,22 @@ fn a_json_completion_in_reply_to_a_stream_request_is_an_invalid_response() {
 }
 
 #[test]
+fn unusable_completions_are_502_invalid_response() {
+    let s = setup(&[]);
+    for scenario in ["scenario:not_json", "scenario:no_choices"] {
+        let resp = chat(s.gw.addr, &s.account, &user_body("glm-5", scenario));
+        assert_error(&resp, 502, "upstream_error", "upstream_invalid_response");
+    }
+}
+
+#[test]
+fn completion_larger_than_the_response_limit_is_502() {
+    let s = setup(&[("IFLOW_MAX_RESPONSE_BYTES", "200")]);
+    let resp = chat(s.gw.addr, &s.account, &user_body("glm-5", "hi"));
+    assert_error(&resp, 502, "upstream_error", "upstream_invalid_response");
+}
+
+#[test]
 fn refused_connection_is_502_unreachable() {
     let dir = tempfile::tempdir().unwrap();
     let closed = TcpListener::bind("127.0.0.1:0")

@@ -281,6 +281,11 @@ fn respond(conn: &mut Conn, shared: &Shared, scenario: &str, body: &Value) -> bo
             };
             reply(s, 200, ctype, &[], payload.as_bytes())
         }
+        "not_json" => reply(s, 200, "application/json", &[], b"<html>oops</html>"),
+        "no_choices" => {
+            let b = json!({"id": "chatcmpl-empty", "object": "chat.completion", "choices": []});
+            reply(s, 200, "application/json", &[], b.to_string().as_bytes())
+        }
         "stream_json" => reply(s, 200, "application/json", &[], complete.as_bytes()),
         "stream" => stream_head(s, &[]) && stream_pieces(s, fixtures::upstream_sse().as_bytes()),
         "stream_gzip" => {
@@ -297,6 +302,10 @@ fn respond(conn: &mut Conn, shared: &Shared, scenario: &str, body: &Value) -> bo
                 fixtures::STREAM_EVENTS[3]
             );
             stream_head(s, &[]) && stream_pieces(s, text.as_bytes())
+        }
+        "stream_endless" => {
+            let line = format!("data: {{\"content\":\"{}", "x".repeat(8192));
+            stream_head(s, &[]) && stream_pieces(s, line.as_bytes())
         }
         "stream_slow" => {
             let silence = Duration::from_millis(arg.parse().unwrap_or(1500));
