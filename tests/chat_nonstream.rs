@@ -111,6 +111,26 @@ fn completion_is_passed_through_with_reasoning_and_usage() {
 }
 
 #[test]
+fn a_3_mib_completion_is_relayed_whole() {
+    let s = setup(&[]);
+    let resp = chat(
+        s.gw.addr,
+        &s.account,
+        &user_body("glm-5", "scenario:big_complete"),
+    );
+    assert_eq!(
+        resp.status,
+        200,
+        "{}",
+        &resp.text()[..resp.body.len().min(300)]
+    );
+    let content = resp.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .map(str::len);
+    assert_eq!(content, Some(3 << 20));
+}
+
+#[test]
 fn missing_usage_becomes_a_zero_usage_object() {
     let s = setup(&[]);
     let resp = chat(

@@ -84,3 +84,17 @@ fn gzip_stream_is_decoded_before_relaying() {
     assert!(resp.header("content-encoding").is_none());
     assert_eq!(resp.text(), fixtures::client_sse(false));
 }
+
+#[test]
+fn openai_kind_stream_adds_only_what_streaming_needs() {
+    let s = common::setup_kind("openai", &[]);
+    let sent = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],
+                      "stream": true, "temperature": 0.3});
+    let resp = chat(s.gw.addr, &s.account, &sent);
+    assert_eq!(resp.text(), fixtures::client_sse(false));
+    let req = s.mock.last_request();
+    assert!(req.header("session-id").is_none() && req.header("x-iflow-signature").is_none());
+    let mut expected = sent.clone();
+    expected["stream_options"] = json!({"include_usage": true});
+    assert_eq!(req.body, expected);
+}

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::client::{Response, chat, open_stream};
+use common::client::{Response, chat, get, open_stream};
 use common::fixtures::STREAM_EVENTS;
 use common::gateway::import;
 use common::{assert_error, secs, setup, stream_body, user_body};
@@ -51,6 +51,7 @@ fn request_beyond_the_full_queue_gets_429_with_retry_after() {
         s.mock.wait_in_flight(1, secs(10)),
         "held request never reached the mock"
     );
+    assert_eq!(get(s.gw.addr, "/health", None).json()["in_flight"], 1);
 
     // Two more: one takes the only queue place, the other must be refused.
     let (tx, rx) = mpsc::channel();

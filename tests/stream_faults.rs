@@ -86,6 +86,24 @@ fn silent_upstream_gets_keep_alive_comments_and_the_stream_completes() {
 }
 
 #[test]
+fn a_stream_outlasting_the_upstream_head_timeout_is_not_cut() {
+    let s = setup(&[
+        ("IFLOW_UPSTREAM_TIMEOUT", "1s"),
+        ("IFLOW_SSE_KEEPALIVE", "200ms"),
+    ]);
+    let resp = chat(
+        s.gw.addr,
+        &s.account,
+        &stream_body("glm-5", "scenario:stream_slow:1500"),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.text().replace(": keep-alive\n\n", ""),
+        fixtures::client_sse(false)
+    );
+}
+
+#[test]
 fn upstream_silent_past_the_idle_timeout_ends_the_stream_with_an_error() {
     let s = setup(&[
         ("IFLOW_SSE_KEEPALIVE", "200ms"),

@@ -233,6 +233,11 @@ fn respond(conn: &mut Conn, shared: &Shared, scenario: &str, body: &Value) -> bo
             let b = fixtures::reasoning_only_completion().to_string();
             reply(s, 200, "application/json", &[], b.as_bytes())
         }
+        "big_complete" => {
+            let mut b = fixtures::completion(&model, true);
+            b["choices"][0]["message"]["content"] = json!("z".repeat(3 << 20));
+            reply(s, 200, "application/json", &[], b.to_string().as_bytes())
+        }
         "slow_complete" => {
             std::thread::sleep(Duration::from_millis(arg.parse().unwrap_or(150)));
             reply(s, 200, "application/json", &[], complete.as_bytes())
