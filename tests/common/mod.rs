@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod iflow;
 pub mod mock;
 pub mod proxy;
+pub mod scenarios;
 pub mod wire;
 
 use client::Response;
