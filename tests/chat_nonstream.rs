@@ -165,9 +165,9 @@ fn without_preserved_reasoning_it_is_dropped_or_becomes_content() {
 }
 
 #[test]
-fn gzip_and_deflate_replies_are_decoded() {
+fn gzip_br_and_deflate_replies_are_decoded() {
     let s = setup(&[]);
-    for scenario in ["scenario:gzip", "scenario:deflate"] {
+    for scenario in ["scenario:gzip", "scenario:br", "scenario:deflate"] {
         let resp = chat(s.gw.addr, &s.account, &user_body("glm-5", scenario));
         assert_eq!(resp.status, 200, "{scenario}: {}", resp.text());
         assert!(resp.header("content-encoding").is_none());

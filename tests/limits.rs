@@ -8,7 +8,7 @@ mod common;
 use common::client::{Response, chat, get, open_stream};
 use common::fixtures::STREAM_EVENTS;
 use common::gateway::import;
-use common::{assert_error, secs, setup, stream_body, user_body};
+use common::{API_KEY, assert_error, iflow, secs, setup, stream_body, user_body};
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -67,13 +67,26 @@ fn request_beyond_the_full_queue_gets_429_with_retry_after() {
     assert_error(&refused, 429, "rate_limit_error", "account_queue_full");
     assert!(retry_after_secs(&refused) >= 1);
 
+    let released_at = chrono::Utc::now().timestamp_millis();
     s.mock.release_all();
     assert_eq!(held.join().unwrap().status, 200);
     let queued = rx
         .recv_timeout(secs(10))
         .expect("queued request must be served");
     assert_eq!(queued.status, 200, "{}", queued.text());
-    assert_eq!(s.mock.requests().len(), 2);
+    let reqs = s.mock.requests();
+    assert_eq!(reqs.len(), 2);
+    // Signed after its wait, not when it joined the queue.
+    iflow::assert_signed(&reqs[1], API_KEY);
+    let ts: i64 = reqs[1]
+        .header("x-iflow-timestamp")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        ts >= released_at,
+        "timestamp {ts} predates the slot ({released_at})"
+    );
 }
 
 #[test]

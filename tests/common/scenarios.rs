@@ -74,6 +74,18 @@ pub(super) fn respond(conn: &mut Conn, shared: &Shared, scenario: &str, body: &V
                 &gz,
             )
         }
+        "br" => {
+            let mut e = brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22);
+            let _ = e.write_all(complete.as_bytes());
+            let br = e.into_inner();
+            reply(
+                s,
+                200,
+                "application/json",
+                &[("content-encoding", "br")],
+                &br,
+            )
+        }
         "deflate" => {
             let mut e = ZlibEncoder::new(Vec::new(), Compression::default());
             let _ = e.write_all(complete.as_bytes());
