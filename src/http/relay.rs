@@ -40,10 +40,14 @@ pub trait UpstreamBody: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'st
 impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static> UpstreamBody for S {}
 
 /// Reads an error reply (status not 2xx) and turns it into the client's error.
+/// The body read is bounded by `timeout`: a stalled error body must not hold
+/// the account's slot.
 async fn fail_with_status<S: UpstreamBody>(
-    mut resp: awc::ClientResponse<S>,
+    resp: awc::ClientResponse<S>,
     lease: &Lease,
+    timeout: Duration,
 ) -> GatewayError {
+    let mut resp = resp.timeout(timeout);
     let status = resp.status().as_u16();
     let retry_after = header_text(resp.headers(), header::RETRY_AFTER);
     let body = resp
@@ -85,7 +89,7 @@ pub async fn complete<S: UpstreamBody>(
     opts: &RelayOptions,
 ) -> Result<HttpResponse, GatewayError> {
     if !resp.status().is_success() {
-        return Err(fail_with_status(resp, &lease).await);
+        return Err(fail_with_status(resp, &lease, opts.body_timeout).await);
     }
     let mut resp = resp.timeout(opts.body_timeout);
     let account = &lease.account_id;
@@ -130,7 +134,7 @@ pub async fn stream<S: UpstreamBody>(
     opts: RelayOptions,
 ) -> Result<HttpResponse, GatewayError> {
     if !resp.status().is_success() {
-        return Err(fail_with_status(resp, &lease).await);
+        return Err(fail_with_status(resp, &lease, opts.body_timeout).await);
     }
     let content_type = header_text(resp.headers(), header::CONTENT_TYPE)
         .unwrap_or_default()
@@ -143,7 +147,7 @@ pub async fn stream<S: UpstreamBody>(
         // stream request, not always labelled as JSON; the official client
         // would show an empty stream (protocol 7.3).
         let account = lease.account_id.clone();
-        let mut resp = resp;
+        let mut resp = resp.timeout(opts.body_timeout);
         let body = resp
             .body()
             .limit(ERROR_BODY_LIMIT)
