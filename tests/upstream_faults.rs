@@ -156,3 +156,37 @@ fn never_answering_upstream_times_out_with_504() {
         "the gateway kept the timed-out upstream connection open"
     );
 }
+
+#[test]
+fn a_reply_body_that_stalls_is_bounded_by_the_upstream_timeout() {
+    let s = setup(&[("IFLOW_UPSTREAM_TIMEOUT", "1s")]);
+    let cases = [
+        (
+            user_body("glm-5", "scenario:stall_body:200"),
+            504,
+            "upstream_timeout",
+        ),
+        (
+            user_body("glm-5", "scenario:stall_body:500"),
+            502,
+            "upstream_server_error",
+        ),
+        (
+            stream_body("glm-5", "scenario:stall_body:200"),
+            502,
+            "upstream_invalid_response",
+        ),
+    ];
+    for (i, (body, status, code)) in cases.into_iter().enumerate() {
+        let started = Instant::now();
+        let resp = chat(s.gw.addr, &s.account, &body);
+        let took = started.elapsed();
+        assert_eq!(resp.status, status, "{}", resp.text());
+        assert_eq!(resp.json()["error"]["code"], code);
+        assert!(took < Duration::from_secs(4), "case {i} took {took:?}");
+        assert!(
+            s.mock.wait_early_closes(i + 1, Duration::from_secs(5)),
+            "upstream left open"
+        );
+    }
+}

@@ -182,6 +182,21 @@ pub(super) fn respond(conn: &mut Conn, shared: &Shared, scenario: &str, body: &V
                 Held::Gone => return false,
             }
         }
+        "stall_body" => {
+            // A reply head whose body never finishes: status in ARG, JSON type.
+            let head = format!(
+                "HTTP/1.1 {} Mock\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"status\":",
+                arg.parse::<u16>().unwrap_or(500)
+            );
+            if s.write_all(head.as_bytes())
+                .and_then(|()| s.flush())
+                .is_err()
+            {
+                return false;
+            }
+            let _ = hold(conn, shared);
+            false
+        }
         "never" => {
             let _ = hold(conn, shared);
             false
