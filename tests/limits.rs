@@ -169,3 +169,33 @@ fn a_busy_account_does_not_hold_up_another_account() {
     s.mock.release_all();
     assert_eq!(held.join().unwrap().status, 200);
 }
+
+#[test]
+fn a_client_that_stops_reading_loses_its_slot_after_the_idle_timeout() {
+    let s = setup(&[
+        ("IFLOW_CONCURRENCY", "1"),
+        ("IFLOW_STREAM_IDLE_TIMEOUT", "1s"),
+        ("IFLOW_QUEUE_TIMEOUT", "10s"),
+    ]);
+    // Reads the head, then nothing: the socket fills and the relay blocks.
+    let stalled = open_stream(
+        s.gw.addr,
+        &s.account,
+        &stream_body("glm-5", "scenario:stream_flood"),
+    );
+    assert_eq!(stalled.status, 200);
+
+    let started = Instant::now();
+    let next = chat(s.gw.addr, &s.account, &user_body("glm-5", "hi"));
+    assert_eq!(next.status, 200, "{}", next.text());
+    assert!(
+        started.elapsed() < secs(6),
+        "slot freed only after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        s.mock.wait_early_closes(1, secs(5)),
+        "flooding upstream left open"
+    );
+    stalled.abandon();
+}

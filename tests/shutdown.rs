@@ -5,8 +5,9 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::client::chat;
+use common::client::{chat, open_stream};
 use common::{account_file, secs, setup, stream_body, user_body};
+use std::time::Duration;
 
 const ENV: &[(&str, &str)] = &[
     // Long enough that only the shutdown flush can write usage.
@@ -83,4 +84,34 @@ fn a_request_in_flight_at_sigterm_completes_and_is_counted() {
     let exit = s.gw.wait_exit(secs(8)).expect("no exit after the drain");
     assert!(exit.success());
     assert_eq!(account_file(s.dir.path(), &s.account)["request_count"], 1);
+}
+
+#[test]
+fn a_stream_still_open_at_sigterm_is_cut_after_the_shutdown_timeout() {
+    let mut s = setup(&[
+        ("IFLOW_USAGE_FLUSH_INTERVAL", "1h"),
+        ("IFLOW_SHUTDOWN_TIMEOUT", "2s"),
+        ("IFLOW_SSE_KEEPALIVE", "200ms"),
+    ]);
+    let mut stream = open_stream(
+        s.gw.addr,
+        &s.account,
+        &stream_body("glm-5", "scenario:stream_hold"),
+    );
+    assert!(stream.read_until(secs(5), |t| t.contains("data: ")));
+
+    let (exit, took) =
+        s.gw.terminate(secs(8))
+            .expect("no exit after the shutdown timeout");
+    assert!(exit.success(), "{exit:?}\n{}", s.gw.log());
+    assert!(
+        took >= Duration::from_millis(1500) && took < secs(5),
+        "{took:?}"
+    );
+    assert_eq!(account_file(s.dir.path(), &s.account)["request_count"], 1);
+    assert!(
+        s.mock.wait_early_closes(1, secs(5)),
+        "upstream stream left open"
+    );
+    stream.abandon();
 }

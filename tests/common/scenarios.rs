@@ -144,6 +144,13 @@ pub(super) fn respond(conn: &mut Conn, shared: &Shared, scenario: &str, body: &V
             let line = format!("data: {{\"content\":\"{}", "x".repeat(8192));
             stream_head(s, &[]) && stream_pieces(s, line.as_bytes())
         }
+        "stream_flood" => {
+            // Up to 64 MiB of events, for a client that stops reading.
+            let event = format!("data: {}\n\n", fixtures::STREAM_EVENTS[3]).repeat(100);
+            let ok = stream_head(s, &[])
+                && (0..(64 << 20) / event.len()).all(|_| write_chunk(s, event.as_bytes()).is_ok());
+            ok && stream_pieces(s, b"data: [DONE]\n\n")
+        }
         "stream_slow" => {
             let silence = Duration::from_millis(arg.parse().unwrap_or(1500));
             let first = format!("data: {}\n\n", fixtures::STREAM_EVENTS[0]);
