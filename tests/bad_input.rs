@@ -59,10 +59,11 @@ fn deeply_nested_json_is_a_clean_400() {
     assert!(!s.gw.log().contains("panicked"));
 }
 
+/// A 4 MiB upload against a 1 KiB limit: the client still reads the 413.
 #[test]
 fn body_over_the_limit_is_413_declared_or_chunked() {
     let s = setup(&[("IFLOW_MAX_BODY_BYTES", "1KiB")]);
-    let big = user_body("glm-5", &"x".repeat(2000)).to_string();
+    let big = user_body("glm-5", &"x".repeat(4 << 20)).to_string();
     let resp = post_chat(s.gw.addr, &s.account, big.as_bytes());
     assert_error(&resp, 413, "invalid_request_error", "request_too_large");
 
@@ -71,7 +72,7 @@ fn body_over_the_limit_is_413_declared_or_chunked() {
         s.account
     );
     let mut raw = head.into_bytes();
-    for piece in big.as_bytes().chunks(300) {
+    for piece in big.as_bytes().chunks(64 << 10) {
         raw.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
         raw.extend_from_slice(piece);
         raw.extend_from_slice(b"\r\n");
