@@ -1,12 +1,10 @@
-//! The command line: `token import/list`, `version`, configuration errors,
-//! and how `serve` treats account files it cannot use.
+//! The command line: `token import/list`, `version` and configuration errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::client::{chat, get};
-use common::gateway::{Gateway, command, import, run};
-use common::{API_KEY, assert_error, secs, snapshot, user_body};
+use common::gateway::{command, import, run};
+use common::{API_KEY, snapshot};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
@@ -184,62 +182,4 @@ fn settings_are_read_from_dot_env_in_the_working_directory() {
     let o = run(cmd);
     assert!(!o.status.success());
     assert!(out(&o).1.contains("IFLOW_CONCURRENCY"));
-}
-
-#[test]
-fn unusable_account_files_are_skipped_logged_and_left_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = common::mock::Mock::start();
-    let good = import(dir.path(), API_KEY, &mock.base_url(), "iflow");
-    let accounts = dir.path().join("accounts");
-    let broken = uuid::Uuid::new_v4().to_string();
-    let cookie = uuid::Uuid::new_v4().to_string();
-    std::fs::write(accounts.join(format!("{broken}.json")), "{ not json").unwrap();
-    let cookie_json = format!(
-        r#"{{"uuid":"{cookie}","api_key":"sk-cookie-0000000000","base_url":"{}","auth_type":"cookie"}}"#,
-        mock.base_url()
-    );
-    std::fs::write(accounts.join(format!("{cookie}.json")), &cookie_json).unwrap();
-    let bad_files = |snap: std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>| {
-        snap.into_iter()
-            .filter(|(p, _)| !p.to_string_lossy().contains(&good))
-            .collect::<Vec<_>>()
-    };
-    let before = bad_files(snapshot(dir.path()));
-
-    let mut gw = Gateway::start(dir.path(), &[]);
-    let log = gw.log();
-    assert!(log.contains("(1 accounts"), "{log}");
-    for id in [&broken, &cookie] {
-        assert!(
-            log.lines()
-                .any(|l| l.contains("skipping account file") && l.contains(id.as_str())),
-            "{id}: {log}"
-        );
-    }
-    assert_eq!(chat(gw.addr, &good, &user_body("glm-5", "hi")).status, 200);
-    assert_error(
-        &chat(gw.addr, &cookie, &user_body("glm-5", "hi")),
-        401,
-        "authentication_error",
-        "invalid_api_key",
-    );
-    assert_eq!(get(gw.addr, "/health", None).json()["accounts"], 1);
-    assert!(
-        gw.terminate(secs(10))
-            .is_some_and(|(exit, _)| exit.success())
-    );
-    assert_eq!(bad_files(snapshot(dir.path())), before);
-}
-
-#[test]
-fn an_account_imported_while_serving_is_usable_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = common::mock::Mock::start();
-    // A long rescan interval: only the on-demand lookup can find the account.
-    let gw = Gateway::start(dir.path(), &[("IFLOW_STORE_RESCAN_INTERVAL", "1h")]);
-    let uuid = import(dir.path(), API_KEY, &mock.base_url(), "iflow");
-    let resp = chat(gw.addr, &uuid, &user_body("glm-5", "hi"));
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    common::iflow::assert_signed(&mock.last_request(), API_KEY);
 }
