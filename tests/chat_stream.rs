@@ -98,3 +98,30 @@ fn openai_kind_stream_adds_only_what_streaming_needs() {
     expected["stream_options"] = json!({"include_usage": true});
     assert_eq!(req.body, expected);
 }
+
+#[test]
+fn a_stream_and_a_completion_share_one_keep_alive_connection() {
+    use common::client::{connect, read_response};
+    use std::io::Write;
+    let s = setup(&[]);
+    let mut conn = common::wire::Conn::new(connect(s.gw.addr));
+    for (body, expected) in [
+        (stream_body("glm-5", "hi"), fixtures::client_sse(false)),
+        (
+            common::user_body("glm-5", "hi"),
+            fixtures::completion("glm-5", true).to_string(),
+        ),
+    ] {
+        let body = body.to_string();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+            s.account,
+            body.len()
+        );
+        conn.stream.write_all(head.as_bytes()).unwrap();
+        conn.stream.write_all(body.as_bytes()).unwrap();
+        let resp = read_response(&mut conn);
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.text(), expected);
+    }
+}
