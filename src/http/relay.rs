@@ -55,22 +55,26 @@ pub trait UpstreamBody: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'st
 impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static> UpstreamBody for S {}
 
 /// Reads an error reply (status not 2xx) and turns it into the client's error.
+/// The body read is bounded by `timeout`: a stalled error body must not hold
+/// the account's slot.
 async fn fail_with_status<S: UpstreamBody>(
     resp: awc::ClientResponse<S>,
     lease: &Lease,
+    timeout: Duration,
 ) -> GatewayError {
     let status = resp.status().as_u16();
     let retry_after = header_text(resp.headers(), header::RETRY_AFTER);
-    let body = read_error_body(resp).await;
+    let body = read_error_body(resp, timeout).await;
     GatewayError::upstream(
         &lease.account_id,
         lease.profile.classify_status(status, retry_after, &body),
     )
 }
 
-/// The start of an error reply, within the error-body limits.
-async fn read_error_body<S: UpstreamBody>(resp: awc::ClientResponse<S>) -> Bytes {
-    let mut resp = resp.timeout(ERROR_BODY_TIMEOUT);
+/// The start of an error reply, read for at most `timeout` (and never more
+/// than the error-body cap of time and size).
+async fn read_error_body<S: UpstreamBody>(resp: awc::ClientResponse<S>, timeout: Duration) -> Bytes {
+    let mut resp = resp.timeout(timeout.min(ERROR_BODY_TIMEOUT));
     resp.body()
         .limit(ERROR_BODY_LIMIT)
         .await
@@ -123,7 +127,7 @@ async fn complete_reply<S: UpstreamBody>(
     opts: &RelayOptions,
 ) -> Result<(HttpResponse, Option<Value>), GatewayError> {
     if !resp.status().is_success() {
-        return Err(fail_with_status(resp, &lease).await);
+        return Err(fail_with_status(resp, &lease, opts.body_timeout).await);
     }
     let mut resp = resp.timeout(opts.body_timeout);
     let account = &lease.account_id;
@@ -177,14 +181,20 @@ pub async fn stream<S: UpstreamBody>(
 ) -> Result<HttpResponse, GatewayError> {
     if !resp.status().is_success() {
         meter.finish(false, None);
-        return Err(fail_with_status(resp, &lease).await);
+        return Err(fail_with_status(resp, &lease, opts.body_timeout).await);
     }
-    let content_type = header_text(resp.headers(), header::CONTENT_TYPE).unwrap_or_default();
-    if content_type.contains("json") {
+    let content_type = header_text(resp.headers(), header::CONTENT_TYPE)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let is_stream = ["text/event-stream", "application/octet-stream"]
+        .iter()
+        .any(|t| content_type.trim_start().starts_with(t));
+    if !is_stream {
         // iFlow answers some failures with a JSON body and status 200 even to a
-        // stream request; the official client would show an empty stream.
+        // stream request, not always labelled as JSON; the official client
+        // would show an empty stream (protocol 7.3).
         let account = lease.account_id.clone();
-        let body = read_error_body(resp).await;
+        let body = read_error_body(resp, opts.body_timeout).await;
         let fault = serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|v| lease.profile.classify_body(&v))
@@ -271,6 +281,15 @@ async fn pump<S: UpstreamBody>(
             Ok(None) => {
                 if let Some(item) = decoder.finish() {
                     shaper.on_item(item, &mut out, &account);
+                }
+                if !shaper.is_done() {
+                    // awc reports a chunked body cut off at a chunk boundary
+                    // as a clean end, so a stream without `[DONE]` is taken
+                    // as truncated rather than complete.
+                    let fault = UpstreamFault::StreamInterrupted(
+                        "the upstream closed the stream before `data: [DONE]`".into(),
+                    );
+                    shaper.fail(&GatewayError::upstream(&account, fault), &mut out);
                 }
                 shaper.on_eof(&mut out);
             }

@@ -1,0 +1,85 @@
+//! The log: one access line per request (method, path, status, account),
+//! never an API key, a query string or a panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::client::{chat, get, request};
+use common::{API_KEY, secs, setup, stream_body, user_body};
+
+/// The access lines: `METHOD PATH STATUS DURATIONms account=ID`.
+fn access_lines(log: &str) -> Vec<(String, String, String, String)> {
+    log.lines()
+        .filter_map(|l| l.split_once("access_log] ").map(|(_, rest)| rest))
+        .map(|rest| {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            assert_eq!(f.len(), 5, "{rest}");
+            assert!(f[3].ends_with("ms"), "{rest}");
+            let account = f[4]
+                .strip_prefix("account=")
+                .unwrap_or_else(|| panic!("{rest}"));
+            (f[0].into(), f[1].into(), f[2].into(), account.into())
+        })
+        .collect()
+}
+
+#[test]
+fn every_request_gets_one_access_line_and_no_secret_is_logged() {
+    let s = setup(&[("IFLOW_LOG_LEVEL", "debug")]);
+    let (addr, acc) = (s.gw.addr, s.account.as_str());
+    assert_eq!(chat(addr, acc, &user_body("glm-5", "hi")).status, 200);
+    assert_eq!(chat(addr, acc, &stream_body("glm-5", "hi")).status, 200);
+    assert_eq!(get(addr, "/v1/models", Some(acc)).status, 200);
+    assert_eq!(
+        chat(addr, acc, &user_body("glm-5", "scenario:status:429")).status,
+        429
+    );
+    assert_eq!(
+        chat(addr, acc, &user_body("glm-5", "scenario:biz:434")).status,
+        401
+    );
+    assert_eq!(
+        chat(
+            addr,
+            acc,
+            &stream_body("glm-5", "scenario:stream_disconnect")
+        )
+        .status,
+        200
+    );
+    assert_eq!(chat(addr, API_KEY, &user_body("glm-5", "hi")).status, 401);
+    assert_eq!(get(addr, "/health?token=query-secret", None).status, 200);
+    assert_eq!(request(addr, "DELETE", "/v1/models", &[], None).status, 405);
+    assert_eq!(get(addr, "/nope", None).status, 404);
+
+    let expected: Vec<(&str, &str, &str, &str)> = vec![
+        ("POST", "/v1/chat/completions", "200", acc),
+        ("POST", "/v1/chat/completions", "200", acc),
+        ("GET", "/v1/models", "200", acc),
+        ("POST", "/v1/chat/completions", "429", acc),
+        ("POST", "/v1/chat/completions", "401", acc),
+        ("POST", "/v1/chat/completions", "200", acc),
+        ("POST", "/v1/chat/completions", "401", "-"),
+        ("GET", "/health", "200", "-"),
+        ("DELETE", "/v1/models", "405", "-"),
+        ("GET", "/nope", "404", "-"),
+    ];
+    assert!(
+        s.gw.wait_log(secs(5), |l| access_lines(l).len() >= expected.len()),
+        "{}",
+        s.gw.log()
+    );
+    let log = s.gw.log();
+    let got = access_lines(&log);
+    let got: Vec<(&str, &str, &str, &str)> = got
+        .iter()
+        .map(|(m, p, st, a)| (m.as_str(), p.as_str(), st.as_str(), a.as_str()))
+        .collect();
+    assert_eq!(got, expected);
+    assert!(!log.contains(API_KEY), "the API key was logged:\n{log}");
+    assert!(
+        !log.contains("query-secret"),
+        "a query string was logged:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -1,0 +1,117 @@
+//! SIGTERM: requests in flight finish, the process exits 0 within the
+//! shutdown timeout, and usage counters reach the account file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use chrono::{DateTime, Utc};
+use common::client::{chat, open_stream};
+use common::{account_file, secs, setup, stream_body, user_body};
+use std::time::Duration;
+
+const ENV: &[(&str, &str)] = &[
+    // Long enough that only the shutdown flush can write usage.
+    ("IFLOW_USAGE_FLUSH_INTERVAL", "1h"),
+    ("IFLOW_SHUTDOWN_TIMEOUT", "5s"),
+];
+
+fn last_used(file: &serde_json::Value) -> DateTime<Utc> {
+    let text = file["last_used_at"].as_str().expect("last_used_at");
+    DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .with_timezone(&Utc)
+}
+
+#[test]
+fn sigterm_exits_zero_and_flushes_usage_to_the_account_file() {
+    let mut s = setup(ENV);
+    let started = Utc::now();
+    assert_eq!(
+        chat(s.gw.addr, &s.account, &user_body("glm-5", "hi")).status,
+        200
+    );
+    assert_eq!(
+        chat(s.gw.addr, &s.account, &stream_body("glm-5", "hi")).status,
+        200
+    );
+    assert_eq!(
+        chat(s.gw.addr, &s.account, &user_body("glm-5", "hi")).status,
+        200
+    );
+    let finished = Utc::now();
+    assert_eq!(
+        account_file(s.dir.path(), &s.account)["request_count"],
+        0,
+        "flushed before shutdown"
+    );
+
+    let (exit, took) =
+        s.gw.terminate(secs(8))
+            .expect("no exit within the shutdown timeout");
+    assert!(exit.success(), "{exit:?}\n{}", s.gw.log());
+    assert!(took < secs(6), "{took:?}");
+    let file = account_file(s.dir.path(), &s.account);
+    assert_eq!(file["request_count"], 3, "{file}");
+    let used = last_used(&file);
+    assert!(
+        used >= started - chrono::Duration::seconds(1) && used <= finished,
+        "{used}"
+    );
+    assert!(
+        s.gw.log().contains("usage written for 1 accounts"),
+        "{}",
+        s.gw.log()
+    );
+}
+
+#[test]
+fn a_request_in_flight_at_sigterm_completes_and_is_counted() {
+    let mut s = setup(ENV);
+    let (addr, account) = (s.gw.addr, s.account.clone());
+    let held =
+        std::thread::spawn(move || chat(addr, &account, &user_body("glm-5", "scenario:hold")));
+    assert!(s.mock.wait_in_flight(1, secs(10)));
+
+    s.gw.send_sigterm();
+    assert!(
+        s.gw.wait_log(secs(5), |l| l.to_lowercase().contains("graceful")),
+        "{}",
+        s.gw.log()
+    );
+    s.mock.release_all();
+    let resp = held.join().unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let exit = s.gw.wait_exit(secs(8)).expect("no exit after the drain");
+    assert!(exit.success());
+    assert_eq!(account_file(s.dir.path(), &s.account)["request_count"], 1);
+}
+
+#[test]
+fn a_stream_still_open_at_sigterm_is_cut_after_the_shutdown_timeout() {
+    let mut s = setup(&[
+        ("IFLOW_USAGE_FLUSH_INTERVAL", "1h"),
+        ("IFLOW_SHUTDOWN_TIMEOUT", "2s"),
+        ("IFLOW_SSE_KEEPALIVE", "200ms"),
+    ]);
+    let mut stream = open_stream(
+        s.gw.addr,
+        &s.account,
+        &stream_body("glm-5", "scenario:stream_hold"),
+    );
+    assert!(stream.read_until(secs(5), |t| t.contains("data: ")));
+
+    let (exit, took) =
+        s.gw.terminate(secs(8))
+            .expect("no exit after the shutdown timeout");
+    assert!(exit.success(), "{exit:?}\n{}", s.gw.log());
+    assert!(
+        took >= Duration::from_millis(1500) && took < secs(5),
+        "{took:?}"
+    );
+    assert_eq!(account_file(s.dir.path(), &s.account)["request_count"], 1);
+    assert!(
+        s.mock.wait_early_closes(1, secs(5)),
+        "upstream stream left open"
+    );
+    stream.abandon();
+}

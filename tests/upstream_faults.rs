@@ -1,0 +1,192 @@
+//! Upstream failures answered before any byte is relayed: each must become
+//! the documented status, type and code, as an OpenAI-shaped error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::client::chat;
+use common::fixtures::BIZ_ERRORS;
+use common::gateway::{Gateway, import};
+use common::{API_KEY, assert_error, setup, stream_body, user_body};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+#[test]
+fn upstream_429_keeps_its_retry_after_in_both_modes() {
+    let s = setup(&[]);
+    for body in [
+        user_body("glm-5", "scenario:status:429"),
+        stream_body("glm-5", "scenario:status:429"),
+    ] {
+        let resp = chat(s.gw.addr, &s.account, &body);
+        assert_error(&resp, 429, "rate_limit_error", "upstream_rate_limited");
+        assert_eq!(resp.header("retry-after"), Some("17"));
+    }
+}
+
+#[test]
+fn upstream_500_becomes_502() {
+    let s = setup(&[]);
+    for body in [
+        user_body("glm-5", "scenario:status:500"),
+        stream_body("glm-5", "scenario:status:500"),
+    ] {
+        let resp = chat(s.gw.addr, &s.account, &body);
+        assert_error(&resp, 502, "upstream_error", "upstream_server_error");
+    }
+}
+
+#[test]
+fn upstream_401_and_403_become_401_auth_rejected() {
+    let s = setup(&[]);
+    for code in ["401", "403"] {
+        let resp = chat(
+            s.gw.addr,
+            &s.account,
+            &user_body("glm-5", &format!("scenario:status:{code}")),
+        );
+        assert_error(&resp, 401, "authentication_error", "upstream_auth_rejected");
+        assert!(!resp.text().contains(API_KEY));
+    }
+}
+
+fn expect_retry_after(code: &str) -> Option<&'static str> {
+    matches!(code, "upstream_concurrency_limit" | "upstream_rate_limited").then_some("1")
+}
+
+#[test]
+fn every_200_error_body_is_classified_in_non_stream_mode() {
+    let s = setup(&[]);
+    for case in BIZ_ERRORS {
+        let body = user_body("glm-5", &format!("scenario:biz:{}", case.name));
+        let resp = chat(s.gw.addr, &s.account, &body);
+        assert_error(&resp, case.status, case.kind, case.code);
+        assert_eq!(
+            resp.header("retry-after"),
+            expect_retry_after(case.code),
+            "{}",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn every_200_json_error_reply_to_a_stream_request_gets_a_proper_status() {
+    let s = setup(&[]);
+    for case in BIZ_ERRORS {
+        let body = stream_body("glm-5", &format!("scenario:biz:{}", case.name));
+        let resp = chat(s.gw.addr, &s.account, &body);
+        assert_error(&resp, case.status, case.kind, case.code);
+        assert_eq!(
+            resp.header("retry-after"),
+            expect_retry_after(case.code),
+            "{}",
+            case.name
+        );
+    }
+}
+
+/// Protocol 7.3: any reply that is not `text/event-stream` (or octet-stream)
+/// is read as an error body, whatever its declared type.
+#[test]
+fn error_body_sent_as_text_plain_to_a_stream_request_is_not_an_empty_stream() {
+    let s = setup(&[]);
+    for case in BIZ_ERRORS {
+        let body = stream_body("glm-5", &format!("scenario:biz_text:{}", case.name));
+        let resp = chat(s.gw.addr, &s.account, &body);
+        assert_error(&resp, case.status, case.kind, case.code);
+    }
+}
+
+#[test]
+fn a_json_completion_in_reply_to_a_stream_request_is_an_invalid_response() {
+    let s = setup(&[]);
+    let resp = chat(
+        s.gw.addr,
+        &s.account,
+        &stream_body("glm-5", "scenario:stream_json"),
+    );
+    assert_error(&resp, 502, "upstream_error", "upstream_invalid_response");
+}
+
+#[test]
+fn unusable_completions_are_502_invalid_response() {
+    let s = setup(&[]);
+    for scenario in ["scenario:not_json", "scenario:no_choices"] {
+        let resp = chat(s.gw.addr, &s.account, &user_body("glm-5", scenario));
+        assert_error(&resp, 502, "upstream_error", "upstream_invalid_response");
+    }
+}
+
+#[test]
+fn completion_larger_than_the_response_limit_is_502() {
+    let s = setup(&[("IFLOW_MAX_RESPONSE_BYTES", "200")]);
+    let resp = chat(s.gw.addr, &s.account, &user_body("glm-5", "hi"));
+    assert_error(&resp, 502, "upstream_error", "upstream_invalid_response");
+}
+
+#[test]
+fn refused_connection_is_502_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let account = import(dir.path(), API_KEY, &format!("http://{closed}/v1"), "iflow");
+    let gw = Gateway::start(dir.path(), &[]);
+    for body in [user_body("glm-5", "hi"), stream_body("glm-5", "hi")] {
+        let resp = chat(gw.addr, &account, &body);
+        assert_error(&resp, 502, "upstream_error", "upstream_unreachable");
+    }
+}
+
+#[test]
+fn never_answering_upstream_times_out_with_504() {
+    let s = setup(&[("IFLOW_UPSTREAM_TIMEOUT", "1s")]);
+    let started = Instant::now();
+    let resp = chat(s.gw.addr, &s.account, &user_body("glm-5", "scenario:never"));
+    let took = started.elapsed();
+    assert_error(&resp, 504, "upstream_error", "upstream_timeout");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert!(
+        s.mock.wait_early_closes(1, Duration::from_secs(5)),
+        "the gateway kept the timed-out upstream connection open"
+    );
+}
+
+#[test]
+fn a_reply_body_that_stalls_is_bounded_by_the_upstream_timeout() {
+    let s = setup(&[("IFLOW_UPSTREAM_TIMEOUT", "1s")]);
+    let cases = [
+        (
+            user_body("glm-5", "scenario:stall_body:200"),
+            504,
+            "upstream_timeout",
+        ),
+        (
+            user_body("glm-5", "scenario:stall_body:500"),
+            502,
+            "upstream_server_error",
+        ),
+        (
+            stream_body("glm-5", "scenario:stall_body:200"),
+            502,
+            "upstream_invalid_response",
+        ),
+    ];
+    for (i, (body, status, code)) in cases.into_iter().enumerate() {
+        let started = Instant::now();
+        let resp = chat(s.gw.addr, &s.account, &body);
+        let took = started.elapsed();
+        assert_eq!(resp.status, status, "{}", resp.text());
+        assert_eq!(resp.json()["error"]["code"], code);
+        assert!(took < Duration::from_secs(4), "case {i} took {took:?}");
+        assert!(
+            s.mock.wait_early_closes(i + 1, Duration::from_secs(5)),
+            "upstream left open"
+        );
+    }
+}
