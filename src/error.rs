@@ -35,12 +35,6 @@ pub enum GatewayError {
     PoolBusy { retry_after: u64, queued: bool },
     #[error("every account that serves this model is cooling down after upstream errors")]
     PoolCooling { retry_after: u64 },
-    #[error("account {account} is cooling down after upstream errors")]
-    AccountCooling { account: String, retry_after: u64 },
-    #[error(
-        "account {account} was refused by the upstream (key invalid or blocked); re-import it or run `iflow-actix token reset {account}`"
-    )]
-    AccountQuarantined { account: String },
     #[error("this key allows {limit} requests at once")]
     KeyBusy { limit: usize },
     #[error("upstream error for account {account}: {fault}")]
@@ -94,8 +88,6 @@ impl GatewayError {
             E::PoolBusy { queued: false, .. } => ("rate_limit_error", "pool_queue_full"),
             E::PoolBusy { queued: true, .. } => ("rate_limit_error", "pool_queue_timeout"),
             E::PoolCooling { .. } => ("rate_limit_error", "pool_cooling_down"),
-            E::AccountCooling { .. } => ("rate_limit_error", "account_cooling_down"),
-            E::AccountQuarantined { .. } => ("authentication_error", "account_quarantined"),
             E::KeyBusy { .. } => ("rate_limit_error", "key_concurrency_limit"),
             E::Unavailable(_) => ("server_error", "unavailable"),
             E::Internal(_) => ("server_error", "internal_error"),
@@ -125,8 +117,7 @@ impl GatewayError {
             GatewayError::QueueFull { retry_after, .. }
             | GatewayError::QueueTimeout { retry_after, .. }
             | GatewayError::PoolBusy { retry_after, .. }
-            | GatewayError::PoolCooling { retry_after }
-            | GatewayError::AccountCooling { retry_after, .. } => Some(retry_after.to_string()),
+            | GatewayError::PoolCooling { retry_after } => Some(retry_after.to_string()),
             GatewayError::KeyBusy { .. } => Some("1".into()),
             GatewayError::Upstream {
                 fault: UpstreamFault::RateLimited { retry_after, .. },
@@ -159,11 +150,8 @@ impl ResponseError for GatewayError {
             E::NotFound { .. } => StatusCode::NOT_FOUND,
             E::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             E::QueueFull { .. } | E::QueueTimeout { .. } => StatusCode::TOO_MANY_REQUESTS,
-            E::PoolBusy { .. } | E::PoolCooling { .. } | E::AccountCooling { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            E::PoolBusy { .. } | E::PoolCooling { .. } => StatusCode::TOO_MANY_REQUESTS,
             E::KeyBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
-            E::AccountQuarantined { .. } => StatusCode::UNAUTHORIZED,
             E::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

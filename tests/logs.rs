@@ -27,6 +27,9 @@ fn access_lines(log: &str) -> Vec<(String, String, String, String)> {
 fn every_request_gets_one_access_line_and_no_secret_is_logged() {
     let s = setup(&[("IFLOW_LOG_LEVEL", "debug")]);
     let (addr, acc) = (s.gw.addr, s.account.as_str());
+    // Logs name accounts by the first 8 characters: with uuid-as-bearer the
+    // full uuid is a credential.
+    let short = &acc[..8];
     assert_eq!(chat(addr, acc, &user_body("glm-5", "hi")).status, 200);
     assert_eq!(chat(addr, acc, &stream_body("glm-5", "hi")).status, 200);
     assert_eq!(get(addr, "/v1/models", Some(acc)).status, 200);
@@ -53,12 +56,12 @@ fn every_request_gets_one_access_line_and_no_secret_is_logged() {
     assert_eq!(get(addr, "/nope", None).status, 404);
 
     let expected: Vec<(&str, &str, &str, &str)> = vec![
-        ("POST", "/v1/chat/completions", "200", acc),
-        ("POST", "/v1/chat/completions", "200", acc),
-        ("GET", "/v1/models", "200", acc),
-        ("POST", "/v1/chat/completions", "429", acc),
-        ("POST", "/v1/chat/completions", "401", acc),
-        ("POST", "/v1/chat/completions", "200", acc),
+        ("POST", "/v1/chat/completions", "200", short),
+        ("POST", "/v1/chat/completions", "200", short),
+        ("GET", "/v1/models", "200", short),
+        ("POST", "/v1/chat/completions", "429", short),
+        ("POST", "/v1/chat/completions", "401", short),
+        ("POST", "/v1/chat/completions", "200", short),
         ("POST", "/v1/chat/completions", "401", "-"),
         ("GET", "/health", "200", "-"),
         ("DELETE", "/v1/models", "405", "-"),
@@ -77,6 +80,7 @@ fn every_request_gets_one_access_line_and_no_secret_is_logged() {
         .collect();
     assert_eq!(got, expected);
     assert!(!log.contains(API_KEY), "the API key was logged:\n{log}");
+    assert!(!log.contains(acc), "a full account uuid was logged:\n{log}");
     assert!(
         !log.contains("query-secret"),
         "a query string was logged:\n{log}"

@@ -128,6 +128,16 @@ pub async fn run(
         {
             Ok(response) => {
                 handle.health.record_success();
+                if handle.health.key_refused() {
+                    // The key works again: forget the refusal, here and on disk.
+                    handle.health.forgive_key();
+                    if handle.health.marked_key_invalid() {
+                        state.registry.do_send(SetState {
+                            uuid: handle.id.to_string(),
+                            state: None,
+                        });
+                    }
+                }
                 return Ok(response);
             }
             Err(e) => e,
@@ -230,22 +240,13 @@ async fn forward(
     }
 }
 
-/// A slot on a named account, waiting in its queue if it is busy.
+/// A slot on a named account, waiting in its queue if it is busy. Cooldown
+/// and quarantine steer the pool only: a request that names its account goes
+/// there, and the upstream's answer is passed on as it is.
 async fn admit_pinned(
     account: &AccountHandle,
     starts_turn: bool,
 ) -> Result<(Lease, Duration), GatewayError> {
-    if account.health.key_refused() {
-        return Err(GatewayError::AccountQuarantined {
-            account: account.label.to_string(),
-        });
-    }
-    if let Some(left) = account.health.cooling(Utc::now()) {
-        return Err(GatewayError::AccountCooling {
-            account: account.label.to_string(),
-            retry_after: left.as_secs().max(1),
-        });
-    }
     let started = Instant::now();
     let admission = account
         .upstream

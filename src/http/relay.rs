@@ -73,7 +73,10 @@ async fn fail_with_status<S: UpstreamBody>(
 
 /// The start of an error reply, read for at most `timeout` (and never more
 /// than the error-body cap of time and size).
-async fn read_error_body<S: UpstreamBody>(resp: awc::ClientResponse<S>, timeout: Duration) -> Bytes {
+async fn read_error_body<S: UpstreamBody>(
+    resp: awc::ClientResponse<S>,
+    timeout: Duration,
+) -> Bytes {
     let mut resp = resp.timeout(timeout.min(ERROR_BODY_TIMEOUT));
     resp.body()
         .limit(ERROR_BODY_LIMIT)

@@ -30,6 +30,21 @@ pub enum ServeError {
     Run(std::io::Error),
 }
 
+/// Waits for SIGINT or SIGTERM and names it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
 /// rustls needs a process-wide crypto provider; ring is the one we build.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -110,6 +125,7 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     // Whole seconds only; round up so "500ms" still leaves some grace.
     .shutdown_timeout(config.shutdown_timeout.as_secs_f64().ceil() as u64)
     .backlog(2048)
+    .disable_signals()
     .bind((config.host.as_str(), config.port))
     .map_err(|source| ServeError::Bind {
         addr: addr.clone(),
@@ -122,7 +138,17 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
             data_dir.display()
         );
     }
-    server.run().await.map_err(ServeError::Run)?;
+    let server = server.run();
+    let handle = server.handle();
+    let grace = config.shutdown_timeout;
+    actix_web::rt::spawn(async move {
+        let signal = shutdown_signal().await;
+        log::info!(
+            "{signal} received: graceful shutdown, finishing requests in flight (up to {grace:?})"
+        );
+        handle.stop(true).await;
+    });
+    server.await.map_err(ServeError::Run)?;
 
     log::info!("stopped accepting requests; writing usage counters");
     match registry.send(FlushUsage).await {

@@ -221,9 +221,22 @@ mod tests {
         let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             names,
-            ["pid", "sam", "trace_id", "session_id", "conversation_id", "observation_id", "model", "tool", "user_id"]
+            [
+                "pid",
+                "sam",
+                "trace_id",
+                "session_id",
+                "conversation_id",
+                "observation_id",
+                "model",
+                "tool",
+                "user_id"
+            ]
         );
-        assert_eq!(fields[1].1, "iflow.cli.c-1.0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(
+            fields[1].1,
+            "iflow.cli.c-1.0af7651916cd43dd8448eb211c80319c"
+        );
         assert_eq!(fields[7].1, "");
     }
 
@@ -246,9 +259,15 @@ mod tests {
     fn page_view_order() {
         let facts = local_facts("0.5.19", "v22.20.0");
         let body = page_view("CNA123", "u-1", &facts, "en_US.UTF-8");
-        let keys: Vec<&str> = body.split('&').map(|kv| kv.split('=').next().unwrap_or(kv)).collect();
+        let keys: Vec<&str> = body
+            .split('&')
+            .map(|kv| kv.split('=').next().unwrap_or(kv))
+            .collect();
         assert_eq!(keys.len(), 21);
-        assert_eq!(&keys[..6], ["logtype", "title", "pre", "scr", "cna", "spm-cnt"]);
+        assert_eq!(
+            &keys[..6],
+            ["logtype", "title", "pre", "scr", "cna", "spm-cnt"]
+        );
         assert_eq!(keys[6], "aplus");
         assert_eq!(keys[20], "_g_encode");
         assert!(body.contains("cna=CNA123"));

@@ -67,7 +67,10 @@ impl Telemetry {
             .headers()
             .get_all("set-cookie")
             .filter_map(|v| v.to_str().ok())
-            .find_map(|c| c.strip_prefix("cna=").map(|rest| rest.split(';').next().unwrap_or_default().to_string()))
+            .find_map(|c| {
+                c.strip_prefix("cna=")
+                    .map(|rest| rest.split(';').next().unwrap_or_default().to_string())
+            })
             .filter(|c| !c.is_empty());
         if let Some(cna) = cna {
             let _ = self.cna.set(cna);
@@ -91,7 +94,11 @@ impl Telemetry {
         };
         let traceparent = header("traceparent");
         let ctx = RunContext {
-            trace_id: traceparent.split('-').nth(1).unwrap_or_default().to_string(),
+            trace_id: traceparent
+                .split('-')
+                .nth(1)
+                .unwrap_or_default()
+                .to_string(),
             session_id: header("session-id"),
             conversation_id: header("conversation-id"),
             model: model.to_string(),

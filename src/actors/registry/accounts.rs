@@ -336,7 +336,7 @@ impl Handler<Rescan> for AccountRegistry {
                 .into_actor(self)
                 .map(|res, act, _| match res {
                     Ok(Ok((scan, (keys, problems)))) => {
-                        act.report(&problems);
+                        act.report("key", &problems);
                         act.keys = keys;
                         act.reconcile(scan);
                     }

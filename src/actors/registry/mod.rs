@@ -101,7 +101,7 @@ impl AccountRegistry {
             reported: HashSet::new(),
             miss_window: (Instant::now(), 0),
         };
-        registry.report(&key_problems);
+        registry.report("key", &key_problems);
         registry.keys = keys;
         registry.reconcile(scan);
         Ok(registry)
@@ -201,10 +201,10 @@ impl AccountRegistry {
         }
     }
 
-    fn report(&mut self, problems: &[(PathBuf, String)]) {
+    fn report(&mut self, kind: &str, problems: &[(PathBuf, String)]) {
         for (path, reason) in problems {
             if self.reported.insert(path.clone()) {
-                log::warn!("skipping {}: {reason}", path.display());
+                log::warn!("skipping {kind} file {}: {reason}", path.display());
             }
         }
     }
@@ -222,7 +222,7 @@ impl AccountRegistry {
                 seen.insert(stem.to_string_lossy().into_owned());
             }
         }
-        self.report(&scan.problems);
+        self.report("account", &scan.problems);
         let gone: Vec<String> = self
             .entries
             .keys()
