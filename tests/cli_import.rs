@@ -58,11 +58,19 @@ fn only_account(env: &TestEnv) -> serde_json::Value {
 fn oauth_login_is_imported_with_tokens_and_the_cached_account_key() {
     let env = TestEnv::new();
     let dir = env.root().join("official");
-    official(&dir, Some(&oauth_settings()), Some(&creds(Some(CREDS_KEY))), Some(&accounts_file()));
+    official(
+        &dir,
+        Some(&oauth_settings()),
+        Some(&creds(Some(CREDS_KEY))),
+        Some(&accounts_file()),
+    );
 
     let ran = env.run(&["token", "import", dir.to_str().unwrap()]);
     ran.assert_ok();
-    assert_no_secret(&ran, &[ACCOUNTS_KEY, CREDS_KEY, SETTINGS_KEY, "at-1", "rt-1"]);
+    assert_no_secret(
+        &ran,
+        &[ACCOUNTS_KEY, CREDS_KEY, SETTINGS_KEY, "at-1", "rt-1"],
+    );
     assert!(ran.stdout.contains("sk-ac…ab9f"), "{ran:#?}");
 
     let a = only_account(&env);
@@ -79,20 +87,27 @@ fn oauth_login_is_imported_with_tokens_and_the_cached_account_key() {
     assert!(a.get("state").is_none(), "{a:#}");
     for field in ["created_at", "updated_at"] {
         let t = a[field].as_str().unwrap();
-        assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{field}: {t}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(t).is_ok(),
+            "{field}: {t}"
+        );
     }
 
     let file = env.accounts_dir().join(format!("{uuid}.json"));
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "account file mode {mode:o}");
-    let dir_mode = std::fs::metadata(env.accounts_dir()).unwrap().permissions().mode();
+    let dir_mode = std::fs::metadata(env.accounts_dir())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(dir_mode & 0o777, 0o700, "accounts dir mode {dir_mode:o}");
 }
 
 #[test]
 fn oauth_key_falls_back_to_creds_then_settings_then_search_key() {
     let no_keys = r#"{"selectedAuthType":"oauth-iflow"}"#.to_string();
-    let search_only = format!(r#"{{"selectedAuthType":"oauth-iflow","searchApiKey":"{SEARCH_KEY}"}}"#);
+    let search_only =
+        format!(r#"{{"selectedAuthType":"oauth-iflow","searchApiKey":"{SEARCH_KEY}"}}"#);
     let cases = [
         (oauth_settings(), Some(creds(Some(CREDS_KEY))), CREDS_KEY),
         (oauth_settings(), Some(creds(None)), SETTINGS_KEY),
@@ -103,7 +118,8 @@ fn oauth_key_falls_back_to_creds_then_settings_then_search_key() {
         let env = TestEnv::new();
         let dir = env.root().join("official");
         official(&dir, Some(&settings), creds_text.as_deref(), None);
-        env.run(&["token", "import", dir.to_str().unwrap()]).assert_ok();
+        env.run(&["token", "import", dir.to_str().unwrap()])
+            .assert_ok();
         let a = only_account(&env);
         assert_eq!(a["api_key"], expected, "settings {settings}");
         assert_eq!(a["auth_type"], "oauth-iflow");
@@ -119,9 +135,18 @@ fn plain_key_login_takes_settings_key_and_base_url_and_no_tokens() {
         r#"{{"selectedAuthType":"iflow","apiKey":"{SETTINGS_KEY}","baseUrl":"https://mirror.example/v1/"}}"#
     );
     // Stale OAuth files beside a plain-key login must not win.
-    official(&dir, Some(&settings), Some(&creds(Some(CREDS_KEY))), Some(&accounts_file()));
+    official(
+        &dir,
+        Some(&settings),
+        Some(&creds(Some(CREDS_KEY))),
+        Some(&accounts_file()),
+    );
 
-    let ran = env.run(&["token", "import", dir.join("settings.json").to_str().unwrap()]);
+    let ran = env.run(&[
+        "token",
+        "import",
+        dir.join("settings.json").to_str().unwrap(),
+    ]);
     ran.assert_ok();
     let a = only_account(&env);
     assert_eq!(a["auth_type"], "iflow");
@@ -136,7 +161,12 @@ fn plain_key_login_takes_settings_key_and_base_url_and_no_tokens() {
 fn default_path_is_iflow_home_else_home_dot_iflow() {
     let mut env = TestEnv::new();
     let plain = |key: &str| format!(r#"{{"selectedAuthType":"iflow","apiKey":"{key}"}}"#);
-    official(&env.home().join(".iflow"), Some(&plain(SETTINGS_KEY)), None, None);
+    official(
+        &env.home().join(".iflow"),
+        Some(&plain(SETTINGS_KEY)),
+        None,
+        None,
+    );
     env.run(&["token", "import"]).assert_ok();
     assert_eq!(only_account(&env)["api_key"], SETTINGS_KEY);
 
@@ -144,7 +174,11 @@ fn default_path_is_iflow_home_else_home_dot_iflow() {
     official(&iflow_home, Some(&plain(SEARCH_KEY)), None, None);
     env.set("IFLOW_HOME", iflow_home.to_str().unwrap());
     env.run(&["token", "import"]).assert_ok();
-    let keys: Vec<_> = env.accounts().values().map(|a| a["api_key"].clone()).collect();
+    let keys: Vec<_> = env
+        .accounts()
+        .values()
+        .map(|a| a["api_key"].clone())
+        .collect();
     assert_eq!(keys.len(), 2);
     assert!(keys.contains(&SEARCH_KEY.into()), "{keys:?}");
 }
@@ -153,7 +187,12 @@ fn default_path_is_iflow_home_else_home_dot_iflow() {
 fn importing_the_same_key_twice_updates_one_account() {
     let env = TestEnv::new();
     let dir = env.root().join("official");
-    official(&dir, Some(&oauth_settings()), Some(&creds(None)), Some(&accounts_file()));
+    official(
+        &dir,
+        Some(&oauth_settings()),
+        Some(&creds(None)),
+        Some(&accounts_file()),
+    );
     let first = env.run(&["token", "import", dir.to_str().unwrap()]);
     first.assert_ok();
     assert!(first.stdout.starts_with("added account "), "{first:#?}");
@@ -180,7 +219,14 @@ fn api_key_import_sets_kind_and_trims_base_url() {
     let env = TestEnv::new();
     let key = "sk-openai-0000000000000000042";
     let ran = env.run(&[
-        "token", "import", "--api-key", key, "--base-url", "http://127.0.0.1:9/v1/", "--kind", "openai",
+        "token",
+        "import",
+        "--api-key",
+        key,
+        "--base-url",
+        "http://127.0.0.1:9/v1/",
+        "--kind",
+        "openai",
     ]);
     ran.assert_ok();
     assert_no_secret(&ran, &[key]);
@@ -191,7 +237,10 @@ fn api_key_import_sets_kind_and_trims_base_url() {
 
     let bad_url = env.run(&["token", "import", "--api-key", key, "--base-url", "ftp://x"]);
     bad_url.assert_failed();
-    assert!(bad_url.stderr.starts_with("error: --base-url"), "{bad_url:#?}");
+    assert!(
+        bad_url.stderr.starts_with("error: --base-url"),
+        "{bad_url:#?}"
+    );
     let bad_kind = env.run(&["token", "import", "--api-key", key, "--kind", "cookie"]);
     bad_kind.assert_failed();
     assert_eq!(env.accounts().len(), 1);
@@ -204,8 +253,18 @@ fn broken_logins() -> Vec<(&'static str, Option<String>, Option<String>, Option<
     vec![
         ("settings.json", Some("{\"apiKey\": ".into()), None, None),
         ("settings.json", Some("[1,2]".into()), None, None),
-        ("oauth_creds.json", Some(oauth_settings()), Some("{oops".into()), None),
-        ("iflow_accounts.json", Some(oauth_settings()), None, Some("nope".into())),
+        (
+            "oauth_creds.json",
+            Some(oauth_settings()),
+            Some("{oops".into()),
+            None,
+        ),
+        (
+            "iflow_accounts.json",
+            Some(oauth_settings()),
+            None,
+            Some("nope".into()),
+        ),
         ("no API key", Some(plain_no_key), None, None),
         ("not an API key", Some(not_sk), None, None),
         ("settings.json", None, Some(creds(Some(CREDS_KEY))), None),
@@ -219,7 +278,10 @@ fn assert_refused(env: &TestEnv, expected: &str, settings: &Option<String>) {
     let lines: Vec<&str> = ran.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one error line expected: {ran:#?}");
     assert!(lines[0].starts_with("error: "), "{ran:#?}");
-    assert!(lines[0].contains(expected), "{expected:?} for {settings:?}: {ran:#?}");
+    assert!(
+        lines[0].contains(expected),
+        "{expected:?} for {settings:?}: {ran:#?}"
+    );
     assert_eq!(ran.stdout, "", "{ran:#?}");
     assert_no_secret(&ran, &[CREDS_KEY, SETTINGS_KEY]);
 }
@@ -228,12 +290,22 @@ fn assert_refused(env: &TestEnv, expected: &str, settings: &Option<String>) {
 fn failed_import_leaves_existing_accounts_untouched() {
     for (expected, settings, creds_text, accounts) in broken_logins() {
         let env = TestEnv::new();
-        env.run(&["token", "import", "--api-key", ACCOUNTS_KEY]).assert_ok();
+        env.run(&["token", "import", "--api-key", ACCOUNTS_KEY])
+            .assert_ok();
         let before = snapshot(&env.data_dir());
         let dir = env.root().join("official");
-        official(&dir, settings.as_deref(), creds_text.as_deref(), accounts.as_deref());
+        official(
+            &dir,
+            settings.as_deref(),
+            creds_text.as_deref(),
+            accounts.as_deref(),
+        );
         assert_refused(&env, expected, &settings);
-        assert_eq!(snapshot(&env.data_dir()), before, "data dir changed for {settings:?}");
+        assert_eq!(
+            snapshot(&env.data_dir()),
+            before,
+            "data dir changed for {settings:?}"
+        );
     }
 }
 
@@ -242,7 +314,12 @@ fn failed_import_creates_no_data_dir() {
     for (expected, settings, creds_text, accounts) in broken_logins() {
         let env = TestEnv::new();
         let dir = env.root().join("official");
-        official(&dir, settings.as_deref(), creds_text.as_deref(), accounts.as_deref());
+        official(
+            &dir,
+            settings.as_deref(),
+            creds_text.as_deref(),
+            accounts.as_deref(),
+        );
         assert_refused(&env, expected, &settings);
         assert!(
             !env.data_dir().exists(),

@@ -36,11 +36,19 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
     let url = url::Url::parse(url).unwrap();
     let host = url.host_str().unwrap();
     // `localhost` in a callback URL means the IPv4 loopback the CLI bound.
-    let connect_host = if host == "localhost" { "127.0.0.1" } else { host };
+    let connect_host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
     let port = url.port_or_known_default().unwrap();
     let mut stream = TcpStream::connect((connect_host, port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let target = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_string(),

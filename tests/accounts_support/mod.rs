@@ -59,7 +59,10 @@ impl<T: Clone + Debug> Journal<T> {
                 return items.clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "timed out waiting for {what}; got {items:#?}");
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for {what}; got {items:#?}"
+            );
             items = self.changed.wait_timeout(items, left).unwrap().0;
         }
     }

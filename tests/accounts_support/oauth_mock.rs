@@ -165,7 +165,9 @@ async fn token(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) ->
             "token_type": "bearer",
             "scope": "read",
         })),
-        Some(TokenReply::Busy) => HttpResponse::Ok().json(json!({"success": false, "message": BUSY})),
+        Some(TokenReply::Busy) => {
+            HttpResponse::Ok().json(json!({"success": false, "message": BUSY}))
+        }
         Some(TokenReply::InvalidGrant) => HttpResponse::BadRequest()
             .json(json!({"error": "invalid_grant", "error_description": "invalid_grant"})),
         Some(TokenReply::ServerError) => HttpResponse::InternalServerError().body("boom"),
@@ -184,7 +186,9 @@ async fn user_info(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse 
             "success": true,
             "data": {"apiKey": api_key, "userName": "tester", "userId": "42"},
         })),
-        None => HttpResponse::Ok().json(json!({"success": false, "message": "unknown accessToken"})),
+        None => {
+            HttpResponse::Ok().json(json!({"success": false, "message": "unknown accessToken"}))
+        }
     }
 }
 
@@ -211,7 +215,10 @@ impl OAuthMock {
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
             ("IFLOW_OAUTH_AUTHORIZE_URL".into(), self.authorize_url()),
-            ("IFLOW_OAUTH_TOKEN_URL".into(), self.server.url("/oauth/token")),
+            (
+                "IFLOW_OAUTH_TOKEN_URL".into(),
+                self.server.url("/oauth/token"),
+            ),
             (
                 "IFLOW_OAUTH_USERINFO_URL".into(),
                 self.server.url("/api/oauth/getUserInfo"),

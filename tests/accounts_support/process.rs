@@ -28,8 +28,14 @@ impl TestEnv {
         }
         let mut vars = BTreeMap::new();
         vars.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
-        vars.insert("HOME".into(), root.path().join("home").display().to_string());
-        vars.insert("IFLOW_DATA_DIR".into(), root.path().join("data").display().to_string());
+        vars.insert(
+            "HOME".into(),
+            root.path().join("home").display().to_string(),
+        );
+        vars.insert(
+            "IFLOW_DATA_DIR".into(),
+            root.path().join("data").display().to_string(),
+        );
         Self { root, vars }
     }
 

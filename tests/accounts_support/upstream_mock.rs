@@ -50,7 +50,13 @@ async fn completions(req: HttpRequest, shared: web::Data<Shared>) -> HttpRespons
         .lock()
         .unwrap()
         .get_mut(&key)
-        .and_then(|q| if q.len() > 1 { q.pop_front() } else { q.front().copied() })
+        .and_then(|q| {
+            if q.len() > 1 {
+                q.pop_front()
+            } else {
+                q.front().copied()
+            }
+        })
         .unwrap_or(UpstreamReply::Completion);
     shared.journal.push(Call {
         path: req.path().to_string(),
@@ -77,10 +83,8 @@ impl UpstreamMock {
         let shared = Shared::default();
         let data = web::Data::new(shared.clone());
         let server = MockServer::start(move |cfg| {
-            cfg.app_data(data.clone()).route(
-                "/{prefix:.*}/chat/completions",
-                web::post().to(completions),
-            );
+            cfg.app_data(data.clone())
+                .route("/{prefix:.*}/chat/completions", web::post().to(completions));
         });
         Self { shared, server }
     }
