@@ -40,9 +40,9 @@ pub enum TokenError {
 
 pub async fn run(cmd: TokenCommand, cli: &Cli) -> Result<(), TokenError> {
     crate::http::server::install_crypto_provider();
-    let registry = open_registry(cli)?;
-    match cmd {
-        TokenCommand::List { json } => list(&registry, cli, json).await,
+    // An import reads and checks its input before the store is opened, so a
+    // refused import leaves the data directory exactly as it was.
+    let cmd = match cmd {
         TokenCommand::Import {
             path,
             api_key: Some(key),
@@ -50,9 +50,20 @@ pub async fn run(cmd: TokenCommand, cli: &Cli) -> Result<(), TokenError> {
             kind,
         } => {
             let _ = path;
-            import_key(&registry, key, base_url, &kind).await
+            let message = key_import(key, base_url, &kind)?;
+            return store_account(&open_registry(cli)?, message).await;
         }
-        TokenCommand::Import { path, .. } => import_official(&registry, path).await,
+        TokenCommand::Import { path, .. } => {
+            let message = official_import(path)?;
+            return store_account(&open_registry(cli)?, message).await;
+        }
+        other => other,
+    };
+    let registry = open_registry(cli)?;
+    match cmd {
+        TokenCommand::List { json } => list(&registry, cli, json).await,
+        // Imports returned above.
+        TokenCommand::Import { .. } => Ok(()),
         TokenCommand::Login {
             port,
             no_browser,
@@ -108,12 +119,8 @@ async fn store_account(
     Ok(())
 }
 
-async fn import_key(
-    registry: &Addr<AccountRegistry>,
-    api_key: String,
-    base_url: String,
-    kind: &str,
-) -> Result<(), TokenError> {
+/// Checks a `--api-key` import.
+fn key_import(api_key: String, base_url: String, kind: &str) -> Result<ImportAccount, TokenError> {
     let api_key = api_key.trim().to_string();
     if api_key.is_empty() {
         return Err(TokenError::Invalid("the API key is empty".into()));
@@ -132,22 +139,16 @@ async fn import_key(
     } else {
         AuthType::Iflow
     };
-    store_account(
-        registry,
-        ImportAccount {
-            api_key: Secret::new(api_key),
-            base_url,
-            auth_type,
-            tokens: None,
-        },
-    )
-    .await
+    Ok(ImportAccount {
+        api_key: Secret::new(api_key),
+        base_url,
+        auth_type,
+        tokens: None,
+    })
 }
 
-async fn import_official(
-    registry: &Addr<AccountRegistry>,
-    path: Option<PathBuf>,
-) -> Result<(), TokenError> {
+/// Reads the official CLI's login.
+fn official_import(path: Option<PathBuf>) -> Result<ImportAccount, TokenError> {
     let path = path
         .or_else(official_files::default_settings_path)
         .ok_or_else(|| TokenError::Invalid("no path given and $HOME is not set".into()))?;
@@ -155,16 +156,12 @@ async fn import_official(
     for note in &found.notes {
         eprintln!("note: {note}");
     }
-    store_account(
-        registry,
-        ImportAccount {
-            api_key: found.api_key,
-            base_url: found.base_url,
-            auth_type: found.auth_type,
-            tokens: found.tokens,
-        },
-    )
-    .await
+    Ok(ImportAccount {
+        api_key: found.api_key,
+        base_url: found.base_url,
+        auth_type: found.auth_type,
+        tokens: found.tokens,
+    })
 }
 
 async fn login_and_store(
