@@ -152,3 +152,37 @@ pub fn assert_no_secret(ran: &Ran, secrets: &[&str]) {
         );
     }
 }
+
+/// An account file as the gateway writes it. `expires_in` (from now) makes it
+/// an `oauth-iflow` account with tokens `at-<tag>` / `rt-<tag>`.
+pub fn account_file(
+    key: &str,
+    base_url: &str,
+    oauth: Option<(&str, chrono::Duration)>,
+) -> serde_json::Value {
+    let now = chrono::Utc::now();
+    let rfc =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    let mut a = serde_json::json!({
+        "uuid": uuid::Uuid::new_v4().to_string(),
+        "api_key": key,
+        "base_url": base_url,
+        "auth_type": "iflow",
+        "oauth_expires_at": "0001-01-01T00:00:00Z",
+        "created_at": rfc(now),
+        "updated_at": rfc(now),
+        "last_used_at": "0001-01-01T00:00:00Z",
+        "request_count": 0,
+    });
+    if let Some((tag, expires_in)) = oauth {
+        a["auth_type"] = "oauth-iflow".into();
+        a["oauth_access_token"] = format!("at-{tag}").into();
+        a["oauth_refresh_token"] = format!("rt-{tag}").into();
+        a["oauth_expires_at"] = rfc(now + expires_in).into();
+    }
+    a
+}
+
+pub fn uuid_of(account: &serde_json::Value) -> String {
+    account["uuid"].as_str().unwrap().to_string()
+}
