@@ -253,9 +253,14 @@ impl Running {
         self.stderr.0.lock().unwrap().clone()
     }
 
-    /// Waits for the exit, then for the output readers to reach EOF.
+    /// Closes stdin, waits for the exit, then for the output readers' EOF.
     pub fn wait(mut self, timeout: Duration) -> Ran {
         self.close_stdin();
+        self.wait_stdin_open(timeout)
+    }
+
+    /// Like [`Running::wait`] but stdin stays open, as a terminal nobody types in.
+    pub fn wait_stdin_open(mut self, timeout: Duration) -> Ran {
         let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
