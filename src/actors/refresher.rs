@@ -142,7 +142,8 @@ async fn refresh_once(
     let tokens = match client.refresh(&account.oauth_refresh_token).await {
         Ok(tokens) => tokens,
         Err(e @ OAuthError::InvalidGrant(_)) => {
-            log::warn!("account {uuid}: refresh token rejected; needs `token login`");
+            // The handler logs the failure (server) or the command prints it (CLI).
+            log::debug!("account {uuid}: refresh token rejected; needs `token login`");
             let _ = registry
                 .send(SetState {
                     uuid: uuid.clone(),
@@ -221,7 +222,9 @@ impl Handler<RefreshAccount> for RefresherActor {
                         act.scheduled.insert(uuid.clone());
                         ctx.notify_later(RefreshAccount(uuid.clone()), delay);
                     }
-                    Err(e) => log::warn!("account {uuid}: refresh failed: {e}"),
+                    Err(e) if act.scanning => log::warn!("account {uuid}: refresh failed: {e}"),
+                    // `token refresh` prints the error itself; a log line would repeat it.
+                    Err(_) => {}
                 }
             }
             result
