@@ -475,6 +475,13 @@ impl Handler<SetState> for AccountRegistry {
             return Box::pin(fut::ready(Ok(entry.account.clone())));
         }
         self.modify_account(msg.uuid, move |a| {
+            // A key refused after the refresh token died is that dead login:
+            // needs-login says what to do and keeps the refresher off it.
+            if msg.state == Some(AccountState::KeyInvalid)
+                && a.state == Some(AccountState::NeedsLogin)
+            {
+                return;
+            }
             a.state = msg.state;
             a.updated_at = Some(Utc::now());
         })
