@@ -1,0 +1,200 @@
+//! The server and the CLI writing one data dir at once: usage flushes and
+//! `token import`/`token delete` must not lose each other's changes, and the
+//! running server must see what the CLI did.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod accounts_support;
+
+use accounts_support::{TestEnv, UpstreamMock, account_file, chat, uuid_of};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const SHARED_KEY: &str = "sk-shared-0000000000000000001";
+const ROUNDS: usize = 10;
+const WAIT: Duration = Duration::from_secs(10);
+
+fn env_for(rescan: &str) -> TestEnv {
+    let mut env = TestEnv::new();
+    env.set("IFLOW_WORKERS", "2")
+        .set("IFLOW_CONCURRENCY", "4")
+        .set("IFLOW_SHUTDOWN_TIMEOUT", "5s")
+        .set("IFLOW_USAGE_FLUSH_INTERVAL", "200ms")
+        .set("IFLOW_STORE_RESCAN_INTERVAL", rescan);
+    env
+}
+
+fn new_key(i: usize) -> String {
+    format!("sk-cli-{i:02}-000000000000000000")
+}
+
+#[test]
+fn usage_flushes_and_cli_imports_lose_nothing() {
+    let upstream = UpstreamMock::start();
+    let env = env_for("300ms");
+    let shared = account_file(SHARED_KEY, &upstream.base_url("v1"), None);
+    env.write_account(&shared);
+    let uuid = uuid_of(&shared);
+    let server = env.serve();
+
+    // Chat requests run for as long as the CLI keeps writing.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (port, chat_uuid, chat_stop) = (server.port, uuid.clone(), stop.clone());
+    let chatter = std::thread::spawn(move || {
+        let mut sent = 0usize;
+        while (!chat_stop.load(Ordering::Relaxed) || sent < 20) && sent < 400 {
+            let reply = chat(port, &chat_uuid);
+            assert_eq!(reply.status, 200, "request {sent}: {}", reply.text());
+            sent += 1;
+        }
+        sent
+    });
+    for i in 0..ROUNDS {
+        let base = upstream.base_url(&format!("b{i}"));
+        let same = env.run(&[
+            "token",
+            "import",
+            "--api-key",
+            SHARED_KEY,
+            "--base-url",
+            &base,
+        ]);
+        same.assert_ok();
+        assert_eq!(same.account_uuid(), uuid);
+        let other = env.run(&[
+            "token",
+            "import",
+            "--api-key",
+            &new_key(i),
+            "--base-url",
+            &base,
+        ]);
+        other.assert_ok();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = chatter.join().unwrap();
+    let ran = server.terminate();
+    assert!(ran.status.success(), "{ran:#?}");
+
+    // Every file parses (accounts() panics otherwise) and no temp file is left.
+    let accounts = env.accounts();
+    let leftovers: Vec<_> = std::fs::read_dir(env.accounts_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(accounts.len(), 1 + ROUNDS, "{accounts:#?}");
+    let a = &accounts[&uuid];
+    assert_eq!(
+        a["request_count"], sent,
+        "every served request is counted once"
+    );
+    assert_eq!(upstream.calls().len(), sent);
+    assert_ne!(a["last_used_at"], "0001-01-01T00:00:00Z");
+    assert_eq!(
+        a["base_url"],
+        upstream.base_url(&format!("b{}", ROUNDS - 1))
+    );
+    for i in 0..ROUNDS {
+        let found: Vec<_> = accounts
+            .values()
+            .filter(|a| a["api_key"] == new_key(i))
+            .collect();
+        assert_eq!(found.len(), 1, "key {i}: {accounts:#?}");
+        assert_eq!(found[0]["base_url"], upstream.base_url(&format!("b{i}")));
+        assert_eq!(found[0]["request_count"], 0);
+    }
+}
+
+#[test]
+fn account_added_by_the_cli_is_usable_at_once() {
+    let upstream = UpstreamMock::start();
+    // No rescan during the test: only the on-demand disk check can find it.
+    let env = env_for("1h");
+    let server = env.serve();
+    let ran = env.run(&[
+        "token",
+        "import",
+        "--api-key",
+        SHARED_KEY,
+        "--base-url",
+        &upstream.base_url("v1"),
+    ]);
+    ran.assert_ok();
+    let reply = chat(server.port, &ran.account_uuid());
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(upstream.keys(), [SHARED_KEY]);
+}
+
+/// Sends chat requests until one gets `status`; returns how long that took.
+fn until_status(port: u16, uuid: &str, status: u16) -> Duration {
+    let start = Instant::now();
+    loop {
+        let reply = chat(port, uuid);
+        if reply.status == status {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "still {} after {WAIT:?}: {}",
+            reply.status,
+            reply.text()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn account_deleted_by_the_cli_is_refused_within_the_rescan_interval() {
+    let upstream = UpstreamMock::start();
+    let env = env_for("300ms");
+    let a = account_file(SHARED_KEY, &upstream.base_url("v1"), None);
+    env.write_account(&a);
+    let server = env.serve();
+    assert_eq!(chat(server.port, &uuid_of(&a)).status, 200);
+
+    env.run(&["token", "delete", "--yes", &uuid_of(&a)])
+        .assert_ok();
+    let took = until_status(server.port, &uuid_of(&a), 401);
+    assert!(took < Duration::from_secs(2), "refused only after {took:?}");
+    let reply = chat(server.port, &uuid_of(&a));
+    assert_eq!(reply.json()["error"]["code"], "invalid_api_key");
+
+    // The final usage flush must not bring the deleted account back.
+    assert!(server.terminate().status.success());
+    assert!(env.accounts().is_empty(), "{:#?}", env.accounts());
+}
+
+#[test]
+fn new_base_url_from_the_cli_reaches_the_running_server() {
+    let upstream = UpstreamMock::start();
+    let env = env_for("300ms");
+    let a = account_file(SHARED_KEY, &upstream.base_url("v1"), None);
+    env.write_account(&a);
+    let server = env.serve();
+    assert_eq!(chat(server.port, &uuid_of(&a)).status, 200);
+
+    let moved = upstream.base_url("v2");
+    env.run(&[
+        "token",
+        "import",
+        "--api-key",
+        SHARED_KEY,
+        "--base-url",
+        &moved,
+    ])
+    .assert_ok();
+    let start = Instant::now();
+    while upstream.calls().last().unwrap().path != "/v2/chat/completions" {
+        assert!(start.elapsed() < WAIT, "{:#?}", upstream.calls());
+        assert_eq!(chat(server.port, &uuid_of(&a)).status, 200);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+}
