@@ -574,8 +574,12 @@ impl Handler<FlushUsage> for AccountRegistry {
                         match result {
                             Ok(account) => {
                                 written += 1;
-                                if let Some(entry) = act.entries.get_mut(id) {
-                                    entry.account = account;
+                                // The file may hold the CLI's changes (a new key or
+                                // base URL): upsert hands them to the upstream actor,
+                                // which a plain assignment would silently skip, and
+                                // the next rescan would then see nothing to do.
+                                if act.entries.contains_key(id) {
+                                    act.upsert(account);
                                 }
                             }
                             Err(StoreError::NotFound(_)) => {}
