@@ -6,7 +6,7 @@
 
 mod accounts_support;
 
-use accounts_support::{TestEnv, UpstreamMock, account_file, chat, uuid_of};
+use accounts_support::{OAuthMock, TestEnv, TokenReply, UpstreamMock, account_file, chat, uuid_of};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,12 +15,14 @@ const SHARED_KEY: &str = "sk-shared-0000000000000000001";
 const ROUNDS: usize = 10;
 const WAIT: Duration = Duration::from_secs(10);
 
-fn env_for(rescan: &str) -> TestEnv {
+/// Timing tests flush usage only at shutdown: a flush fsyncs on the store's
+/// one I/O thread, and on a busy disk that can hold a rescan back for seconds.
+fn env_for(rescan: &str, flush: &str) -> TestEnv {
     let mut env = TestEnv::new();
     env.set("IFLOW_WORKERS", "2")
         .set("IFLOW_CONCURRENCY", "4")
         .set("IFLOW_SHUTDOWN_TIMEOUT", "5s")
-        .set("IFLOW_USAGE_FLUSH_INTERVAL", "200ms")
+        .set("IFLOW_USAGE_FLUSH_INTERVAL", flush)
         .set("IFLOW_STORE_RESCAN_INTERVAL", rescan);
     env
 }
@@ -32,7 +34,7 @@ fn new_key(i: usize) -> String {
 #[test]
 fn usage_flushes_and_cli_imports_lose_nothing() {
     let upstream = UpstreamMock::start();
-    let env = env_for("300ms");
+    let env = env_for("300ms", "200ms");
     let shared = account_file(SHARED_KEY, &upstream.base_url("v1"), None);
     env.write_account(&shared);
     let uuid = uuid_of(&shared);
@@ -112,7 +114,7 @@ fn usage_flushes_and_cli_imports_lose_nothing() {
 fn account_added_by_the_cli_is_usable_at_once() {
     let upstream = UpstreamMock::start();
     // No rescan during the test: only the on-demand disk check can find it.
-    let env = env_for("1h");
+    let env = env_for("1h", "1h");
     let server = env.serve();
     let ran = env.run(&[
         "token",
@@ -149,7 +151,7 @@ fn until_status(port: u16, uuid: &str, status: u16) -> Duration {
 #[test]
 fn account_deleted_by_the_cli_is_refused_within_the_rescan_interval() {
     let upstream = UpstreamMock::start();
-    let env = env_for("300ms");
+    let env = env_for("300ms", "1h");
     let a = account_file(SHARED_KEY, &upstream.base_url("v1"), None);
     env.write_account(&a);
     let server = env.serve();
@@ -167,10 +169,12 @@ fn account_deleted_by_the_cli_is_refused_within_the_rescan_interval() {
     assert!(env.accounts().is_empty(), "{:#?}", env.accounts());
 }
 
+/// Usage flushes run meanwhile: a flush rereads the file the CLI changed, and
+/// the change must still reach the upstream actor (it once did not, ever).
 #[test]
 fn new_base_url_from_the_cli_reaches_the_running_server() {
     let upstream = UpstreamMock::start();
-    let env = env_for("300ms");
+    let env = env_for("300ms", "100ms");
     let a = account_file(SHARED_KEY, &upstream.base_url("v1"), None);
     env.write_account(&a);
     let server = env.serve();
@@ -192,9 +196,47 @@ fn new_base_url_from_the_cli_reaches_the_running_server() {
         assert_eq!(chat(server.port, &uuid_of(&a)).status, 200);
         std::thread::sleep(Duration::from_millis(25));
     }
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        start.elapsed()
+}
+
+/// Sends chat requests until the upstream sees `key`.
+fn until_key(port: u16, uuid: &str, upstream: &UpstreamMock, key: &str) {
+    let start = Instant::now();
+    while upstream.keys().last().map(String::as_str) != Some(key) {
+        assert!(start.elapsed() < WAIT, "{:#?}", upstream.calls());
+        assert_eq!(chat(port, uuid).status, 200);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// `token refresh` while the server runs, with usage flushes meanwhile.
+#[test]
+fn key_refreshed_by_the_cli_reaches_the_running_server() {
+    let (oauth, upstream) = (OAuthMock::start(), UpstreamMock::start());
+    let mut env = env_for("300ms", "100ms");
+    env.set_all(oauth.env()).set("IFLOW_REFRESH_LEAD", "1m");
+    let a = account_file(
+        SHARED_KEY,
+        &upstream.base_url("v1"),
+        Some(("cli", chrono::Duration::days(7))),
     );
+    env.write_account(&a);
+    let rotated = "sk-rotated-000000000000000001";
+    oauth.script(
+        "rt-cli",
+        vec![TokenReply::tokens(
+            "at-cli2",
+            "rt-cli2",
+            7 * 86_400,
+            rotated,
+        )],
+    );
+    let server = env.serve();
+    assert_eq!(chat(server.port, &uuid_of(&a)).status, 200);
+
+    env.run(&["token", "refresh", &uuid_of(&a)]).assert_ok();
+    until_key(server.port, &uuid_of(&a), &upstream, rotated);
+    assert!(server.terminate().status.success());
+    let stored = env.account(&uuid_of(&a));
+    assert_eq!(stored["api_key"], rotated);
+    assert_eq!(stored["oauth_refresh_token"], "rt-cli2");
 }
