@@ -15,8 +15,8 @@ const SHARED_KEY: &str = "sk-shared-0000000000000000001";
 const ROUNDS: usize = 10;
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Timing tests flush usage only at shutdown: a flush fsyncs on the store's
-/// one I/O thread, and on a busy disk that can hold a rescan back for seconds.
+/// A server whose usage flushes and directory rescans run every `flush` and
+/// `rescan`.
 fn env_for(rescan: &str, flush: &str) -> TestEnv {
     let mut env = TestEnv::new();
     env.set("IFLOW_WORKERS", "2")
@@ -114,7 +114,7 @@ fn usage_flushes_and_cli_imports_lose_nothing() {
 fn account_added_by_the_cli_is_usable_at_once() {
     let upstream = UpstreamMock::start();
     // No rescan during the test: only the on-demand disk check can find it.
-    let env = env_for("1h", "1h");
+    let env = env_for("1h", "200ms");
     let server = env.serve();
     let ran = env.run(&[
         "token",
@@ -151,7 +151,7 @@ fn until_status(port: u16, uuid: &str, status: u16) -> Duration {
 #[test]
 fn account_deleted_by_the_cli_is_refused_within_the_rescan_interval() {
     let upstream = UpstreamMock::start();
-    let env = env_for("300ms", "1h");
+    let env = env_for("300ms", "200ms");
     let a = account_file(SHARED_KEY, &upstream.base_url("v1"), None);
     env.write_account(&a);
     let server = env.serve();

@@ -61,11 +61,41 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).unwrap();
+    read_reply(&mut stream)
+}
+
+/// Reads one reply, ending at its declared length (a server may keep the
+/// socket open a while after an error reply to a request it did not read).
+fn read_reply(stream: &mut TcpStream) -> HttpReply {
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    parse(&raw)
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(reply) = complete(&raw) {
+            return reply;
+        }
+        let n = stream.read(&mut buf).unwrap();
+        if n == 0 {
+            return parse(&raw);
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The reply, once `raw` holds all of it by Content-Length or final chunk.
+fn complete(raw: &[u8]) -> Option<HttpReply> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let reply = parse(raw);
+    let body = &raw[split + 4..];
+    if let Some(len) = reply.header("content-length") {
+        return (body.len() >= len.parse::<usize>().unwrap()).then_some(reply);
+    }
+    let chunked = reply
+        .header("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"));
+    (chunked && body.ends_with(b"0\r\n\r\n")).then_some(reply)
 }
 
 fn parse(raw: &[u8]) -> HttpReply {
