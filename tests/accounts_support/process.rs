@@ -44,6 +44,11 @@ impl TestEnv {
         self
     }
 
+    pub fn unset(&mut self, name: &str) -> &mut Self {
+        self.vars.remove(name);
+        self
+    }
+
     pub fn set_all(&mut self, vars: Vec<(String, String)>) -> &mut Self {
         self.vars.extend(vars);
         self
