@@ -246,85 +246,91 @@ fn api_key_import_sets_kind_and_trims_base_url() {
     assert_eq!(env.accounts().len(), 1);
 }
 
-/// Broken inputs, each with the file name (or words) its error must name.
-fn broken_logins() -> Vec<(&'static str, Option<String>, Option<String>, Option<String>)> {
+/// A broken official login and the words its one error line must contain.
+struct Broken {
+    expected: &'static str,
+    files: [Option<String>; 3],
+}
+
+impl Broken {
+    fn new(expected: &'static str, settings: Option<String>, creds: Option<String>) -> Self {
+        Self {
+            expected,
+            files: [settings, creds, None],
+        }
+    }
+
+    /// Writes the files and runs the import, which must be refused.
+    fn refused(&self, env: &TestEnv) {
+        let dir = env.root().join("official");
+        let [settings, creds, accounts] = &self.files;
+        official(
+            &dir,
+            settings.as_deref(),
+            creds.as_deref(),
+            accounts.as_deref(),
+        );
+        let ran = env.run(&["token", "import", dir.to_str().unwrap()]);
+        ran.assert_failed();
+        let lines: Vec<&str> = ran.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one error line expected: {ran:#?}");
+        assert!(lines[0].starts_with("error: "), "{ran:#?}");
+        assert!(
+            lines[0].contains(self.expected),
+            "{:?}: {ran:#?}",
+            self.files
+        );
+        assert_eq!(ran.stdout, "", "{ran:#?}");
+        assert_no_secret(&ran, &[CREDS_KEY, SETTINGS_KEY]);
+    }
+}
+
+fn broken_logins() -> Vec<Broken> {
     let plain_no_key = r#"{"selectedAuthType":"iflow"}"#.to_string();
     let not_sk = r#"{"selectedAuthType":"iflow","apiKey":"oauth-code-123"}"#.to_string();
+    let mut bad_accounts = Broken::new("iflow_accounts.json", Some(oauth_settings()), None);
+    bad_accounts.files[2] = Some("nope".into());
     vec![
-        ("settings.json", Some("{\"apiKey\": ".into()), None, None),
-        ("settings.json", Some("[1,2]".into()), None, None),
-        (
+        Broken::new("settings.json", Some("{\"apiKey\": ".into()), None),
+        Broken::new("settings.json", Some("[1,2]".into()), None),
+        Broken::new(
             "oauth_creds.json",
             Some(oauth_settings()),
             Some("{oops".into()),
-            None,
         ),
-        (
-            "iflow_accounts.json",
-            Some(oauth_settings()),
-            None,
-            Some("nope".into()),
-        ),
-        ("no API key", Some(plain_no_key), None, None),
-        ("not an API key", Some(not_sk), None, None),
-        ("settings.json", None, Some(creds(Some(CREDS_KEY))), None),
+        bad_accounts,
+        Broken::new("no API key", Some(plain_no_key), None),
+        Broken::new("not an API key", Some(not_sk), None),
+        Broken::new("settings.json", None, Some(creds(Some(CREDS_KEY)))),
     ]
-}
-
-fn assert_refused(env: &TestEnv, expected: &str, settings: &Option<String>) {
-    let dir = env.root().join("official");
-    let ran = env.run(&["token", "import", dir.to_str().unwrap()]);
-    ran.assert_failed();
-    let lines: Vec<&str> = ran.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one error line expected: {ran:#?}");
-    assert!(lines[0].starts_with("error: "), "{ran:#?}");
-    assert!(
-        lines[0].contains(expected),
-        "{expected:?} for {settings:?}: {ran:#?}"
-    );
-    assert_eq!(ran.stdout, "", "{ran:#?}");
-    assert_no_secret(&ran, &[CREDS_KEY, SETTINGS_KEY]);
 }
 
 #[test]
 fn failed_import_leaves_existing_accounts_untouched() {
-    for (expected, settings, creds_text, accounts) in broken_logins() {
+    for broken in broken_logins() {
         let env = TestEnv::new();
         env.run(&["token", "import", "--api-key", ACCOUNTS_KEY])
             .assert_ok();
         let before = snapshot(&env.data_dir());
-        let dir = env.root().join("official");
-        official(
-            &dir,
-            settings.as_deref(),
-            creds_text.as_deref(),
-            accounts.as_deref(),
-        );
-        assert_refused(&env, expected, &settings);
+        broken.refused(&env);
         assert_eq!(
             snapshot(&env.data_dir()),
             before,
-            "data dir changed for {settings:?}"
+            "data dir changed: {:?}",
+            broken.files
         );
     }
 }
 
 #[test]
 fn failed_import_creates_no_data_dir() {
-    for (expected, settings, creds_text, accounts) in broken_logins() {
+    for broken in broken_logins() {
         let env = TestEnv::new();
-        let dir = env.root().join("official");
-        official(
-            &dir,
-            settings.as_deref(),
-            creds_text.as_deref(),
-            accounts.as_deref(),
-        );
-        assert_refused(&env, expected, &settings);
+        broken.refused(&env);
+        let left = snapshot(env.root());
         assert!(
             !env.data_dir().exists(),
-            "a refused import created {:?}",
-            snapshot(env.root())
+            "a refused import created {left:?}"
         );
     }
 }
