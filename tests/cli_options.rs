@@ -92,3 +92,23 @@ fn trace_logging_never_prints_keys_or_tokens() {
     assert!(served.status.success(), "{served:#?}");
     assert_no_secret(&served, &secrets);
 }
+
+#[test]
+fn bad_refresh_settings_are_refused_naming_the_variable() {
+    for (var, value) in [
+        ("IFLOW_REFRESH_LEAD", "soon"),
+        ("IFLOW_REFRESH_INTERVAL", "0s"),
+        ("IFLOW_REFRESH_RETRY_MIN", "-1s"),
+        ("IFLOW_REFRESH_RETRY_MAX", "5 parsecs"),
+    ] {
+        let mut env = TestEnv::new();
+        env.set(var, value);
+        let ran = env.run(&["token", "list"]);
+        assert_eq!(ran.status.code(), Some(2), "{var}={value}: {ran:#?}");
+        assert!(ran.stderr.contains(&format!("{var}: ")), "{ran:#?}");
+        assert!(
+            !env.data_dir().exists(),
+            "{var}={value} still opened the store"
+        );
+    }
+}

@@ -8,7 +8,8 @@
 mod accounts_support;
 
 use accounts_support::{
-    OAuthMock, TestEnv, TokenReply, UpstreamMock, UpstreamReply, account_file, chat, uuid_of,
+    OAuthMock, TestEnv, TokenReply, UpstreamMock, UpstreamReply, account_file, chat, chat_stream,
+    uuid_of,
 };
 use chrono::Duration as Span;
 use serde_json::Value;
@@ -143,4 +144,53 @@ fn key_error_with_a_dead_refresh_token_leaves_the_account_needing_login() {
         "needs-login",
         "a dead refresh token must stay visible as needs-login"
     );
+}
+
+/// An OAuth account whose key `old` gets `fault`; refreshing yields `new`.
+fn expiring_key(
+    env: &TestEnv,
+    oauth: &OAuthMock,
+    upstream: &UpstreamMock,
+) -> (String, &'static str, &'static str) {
+    let (old, new) = ("sk-old-00000000000000000001", "sk-new-00000000000000000002");
+    let a = account_file(old, &upstream.base_url("v1"), Some(("s", Span::days(7))));
+    env.write_account(&a);
+    upstream.script(old, vec![UpstreamReply::Expired439]);
+    oauth.script(
+        "rt-s",
+        vec![TokenReply::tokens("at-s2", "rt-s2", 7 * 86_400, new)],
+    );
+    (uuid_of(&a), old, new)
+}
+
+#[test]
+fn key_error_on_a_stream_request_is_retried_with_the_new_key() {
+    let (oauth, upstream) = (OAuthMock::start(), UpstreamMock::start());
+    let env = env_for(&oauth);
+    let (uuid, old, new) = expiring_key(&env, &oauth, &upstream);
+    let server = env.serve();
+    let reply = chat_stream(server.port, &uuid);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+    let text = reply.text();
+    assert!(text.contains(r#""content":"ok""#), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(upstream.keys(), [old, new]);
+    assert_eq!(oauth.token_requests("rt-s").len(), 1);
+}
+
+#[test]
+fn retry_refused_again_is_returned_after_exactly_one_refresh() {
+    let (oauth, upstream) = (OAuthMock::start(), UpstreamMock::start());
+    let env = env_for(&oauth);
+    let (uuid, old, new) = expiring_key(&env, &oauth, &upstream);
+    upstream.script(new, vec![UpstreamReply::Invalid434]);
+    let server = env.serve();
+    let reply = chat(server.port, &uuid);
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["code"], "upstream_key_invalid");
+    assert_eq!(upstream.keys(), [old, new]);
+    assert_eq!(oauth.token_requests("rt-s").len(), 1);
+    let stored = wait_for_file(&env, &uuid, |a| a["state"] == "key-invalid");
+    assert_eq!(stored["api_key"], new);
 }

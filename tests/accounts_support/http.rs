@@ -159,3 +159,17 @@ pub fn chat(port: u16, uuid: &str) -> HttpReply {
         body,
     )
 }
+
+/// A stream chat completion through the gateway for account `uuid`.
+pub fn chat_stream(port: u16, uuid: &str) -> HttpReply {
+    let body = br#"{"model":"glm-4.6","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    request(
+        "POST",
+        &format!("http://127.0.0.1:{port}/v1/chat/completions"),
+        &[
+            ("authorization", &format!("Bearer {uuid}")),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+}

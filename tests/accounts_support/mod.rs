@@ -13,7 +13,7 @@ pub mod oauth_mock;
 pub mod process;
 pub mod upstream_mock;
 
-pub use http::{HttpReply, chat, http_get};
+pub use http::{HttpReply, chat, chat_stream, http_get};
 pub use oauth_mock::{OAuthMock, TokenReply};
 pub use process::{Ran, Running, Server, TestEnv};
 pub use upstream_mock::{UpstreamMock, UpstreamReply};

@@ -1,6 +1,8 @@
 //! A tiny chat upstream: `POST <any prefix>/chat/completions`, recording the
 //! `Authorization` header of every call. Replies are scripted per bearer key
-//! (a queue whose last entry repeats); an unscripted key gets a completion.
+//! (a queue whose last entry repeats); an unscripted key gets a completion,
+//! as an event stream when the request asked for one. Errors are always
+//! HTTP 200 JSON bodies, as iFlow sends them even to stream requests.
 
 use super::{Journal, MockServer};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -37,7 +39,22 @@ pub struct UpstreamMock {
     server: MockServer,
 }
 
-async fn completions(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+/// A two-chunk event stream saying "ok", as iFlow streams a completion.
+const STREAM: &str = concat!(
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"glm-4.6\",",
+    "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"ok\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"glm-4.6\",",
+    "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: [DONE]\n\n",
+);
+
+async fn completions(
+    req: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let stream =
+        serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|b| b["stream"] == true);
     let authorization = req
         .headers()
         .get("authorization")
@@ -62,6 +79,11 @@ async fn completions(req: HttpRequest, shared: web::Data<Shared>) -> HttpRespons
         path: req.path().to_string(),
         authorization,
     });
+    if stream && reply == UpstreamReply::Completion {
+        return HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .body(STREAM);
+    }
     let body = match reply {
         UpstreamReply::Completion => json!({
             "id": "chatcmpl-test",
