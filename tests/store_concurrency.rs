@@ -6,7 +6,9 @@
 
 mod accounts_support;
 
-use accounts_support::{OAuthMock, TestEnv, TokenReply, UpstreamMock, account_file, chat, uuid_of};
+use accounts_support::{
+    OAuthMock, TestEnv, TokenReply, UpstreamMock, UpstreamReply, account_file, chat, uuid_of,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -239,4 +241,51 @@ fn key_refreshed_by_the_cli_reaches_the_running_server() {
     let stored = env.account(&uuid_of(&a));
     assert_eq!(stored["api_key"], rotated);
     assert_eq!(stored["oauth_refresh_token"], "rt-cli2");
+}
+
+/// iFlow rotates refresh tokens: once `token refresh` used one, it is dead.
+/// A server that has not rescanned yet must still not refresh with it.
+#[test]
+fn server_refresh_after_a_cli_refresh_uses_the_stored_refresh_token() {
+    let (oauth, upstream) = (OAuthMock::start(), UpstreamMock::start());
+    // No rescan and no flush during the test: the server's copy stays old.
+    let mut env = env_for("1h", "1h");
+    env.set_all(oauth.env()).set("IFLOW_REFRESH_LEAD", "1m");
+    let a = account_file(
+        SHARED_KEY,
+        &upstream.base_url("v1"),
+        Some(("one", chrono::Duration::days(7))),
+    );
+    env.write_account(&a);
+    let second = "sk-second-0000000000000000002";
+    let third = "sk-third-00000000000000000003";
+    let first_use = TokenReply::tokens("at-two", "rt-two", 7 * 86_400, second);
+    oauth.script("rt-one", vec![first_use, TokenReply::InvalidGrant]);
+    oauth.script(
+        "rt-two",
+        vec![TokenReply::tokens(
+            "at-three",
+            "rt-three",
+            7 * 86_400,
+            third,
+        )],
+    );
+    upstream.script(SHARED_KEY, vec![UpstreamReply::Expired439]);
+    let server = env.serve();
+
+    env.run(&["token", "refresh", &uuid_of(&a)]).assert_ok();
+    let reply = chat(server.port, &uuid_of(&a));
+    let ran = server.terminate();
+    let stored = env.account(&uuid_of(&a));
+    assert!(
+        stored.get("state").is_none(),
+        "marked after a good CLI refresh: {stored:#}\n{}",
+        ran.stderr
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        oauth.token_requests("rt-one").len(),
+        1,
+        "the used refresh token was sent again"
+    );
 }
