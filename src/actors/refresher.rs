@@ -10,7 +10,9 @@
 //! backoff (`notify_later`); `invalid_grant` marks the account needs-login.
 //! `token refresh` and the per-request retry send the same message.
 
-use crate::actors::registry::{AccountRegistry, ApplyRefresh, GetAccount, ListAccounts, SetState};
+use crate::actors::registry::{
+    AccountRegistry, ApplyRefresh, ListAccounts, ReloadAccount, SetState,
+};
 use crate::oauth::client::OAuthClient;
 use crate::oauth::{OAuthEndpoints, OAuthError};
 use crate::store::{AccountState, AuthType};
@@ -132,7 +134,9 @@ async fn refresh_once(
 ) -> Result<RefreshOutcome, RefreshError> {
     let store_err = |e: String| RefreshError::Store(e);
     let account = registry
-        .send(GetAccount(uuid.clone()))
+        // From disk: another process may have refreshed (and so spent the
+        // refresh token the registry still holds) since the last rescan.
+        .send(ReloadAccount(uuid.clone()))
         .await
         .map_err(|e| store_err(e.to_string()))?
         .ok_or_else(|| RefreshError::NotFound(uuid.clone()))?;

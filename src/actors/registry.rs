@@ -45,6 +45,13 @@ pub struct ImportAccount {
 #[rtype(result = "Option<Account>")]
 pub struct GetAccount(pub String);
 
+/// The account as its file says now, made live: what a refresh must start
+/// from, since the CLI may have spent the refresh token the registry holds.
+/// `None` when the file is gone; the live copy when it cannot be read.
+#[derive(Message)]
+#[rtype(result = "Option<Account>")]
+pub struct ReloadAccount(pub String);
+
 /// Stores refreshed tokens (and a rotated API key) and hands the new
 /// credentials to the account's upstream actor at once.
 #[derive(Message)]
@@ -445,6 +452,31 @@ impl Handler<GetAccount> for AccountRegistry {
     /// A copy of the live account.
     fn handle(&mut self, msg: GetAccount, _ctx: &mut Self::Context) -> Self::Result {
         self.entries.get(&msg.0).map(|e| e.account.clone())
+    }
+}
+
+impl Handler<ReloadAccount> for AccountRegistry {
+    type Result = ResponseActFuture<Self, Option<Account>>;
+
+    /// Re-reads one account file and applies it to the live account.
+    fn handle(&mut self, msg: ReloadAccount, _ctx: &mut Self::Context) -> Self::Result {
+        let uuid = msg.0;
+        let job_uuid = uuid.clone();
+        let job = StoreJob::new(move |store| store.load(&job_uuid));
+        Box::pin(
+            self.worker
+                .send(job)
+                .into_actor(self)
+                .map(move |res, act, _| match res {
+                    Ok(Ok(Some(account))) => {
+                        act.upsert(account.clone());
+                        act.publish();
+                        Some(account)
+                    }
+                    Ok(Ok(None)) => None,
+                    _ => act.entries.get(&uuid).map(|e| e.account.clone()),
+                }),
+        )
     }
 }
 
