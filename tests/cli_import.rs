@@ -334,3 +334,21 @@ fn failed_import_creates_no_data_dir() {
         );
     }
 }
+
+#[test]
+fn incomplete_oauth_creds_import_the_key_only_with_a_note() {
+    let env = TestEnv::new();
+    let dir = env.root().join("official");
+    let partial = format!(r#"{{"access_token":"at-1","apiKey":"{CREDS_KEY}"}}"#);
+    official(&dir, Some(&oauth_settings()), Some(&partial), None);
+    let ran = env.run(&["token", "import", dir.to_str().unwrap()]);
+    ran.assert_ok();
+    assert!(
+        ran.stderr.contains("note: oauth_creds.json lacks access_token, refresh_token or expiry_date; imported the key only"),
+        "{ran:#?}"
+    );
+    let a = only_account(&env);
+    assert_eq!(a["auth_type"], "iflow");
+    assert_eq!(a["api_key"], SETTINGS_KEY);
+    assert!(a.get("oauth_access_token").is_none(), "{a:#}");
+}

@@ -301,3 +301,24 @@ fn paste_mode_times_out_while_nobody_types() {
     );
     assert!(oauth.requests().is_empty());
 }
+
+#[test]
+fn taken_callback_port_is_reported() {
+    let (env, oauth) = setup();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let ran = env.run(&[
+        "token",
+        "login",
+        "--no-open",
+        "--port",
+        &port,
+        "--timeout",
+        "5s",
+    ]);
+    ran.assert_failed();
+    let expected = format!("error: no free callback port on 127.0.0.1 (port {port}: ");
+    assert!(ran.stderr.contains(&expected), "{ran:#?}");
+    assert!(oauth.requests().is_empty());
+    assert!(env.accounts().is_empty());
+}
