@@ -10,7 +10,9 @@
 //! backoff (`notify_later`); `invalid_grant` marks the account needs-login.
 //! `token refresh` and the per-request retry send the same message.
 
-use crate::actors::registry::{AccountRegistry, ApplyRefresh, GetAccount, ListAccounts, SetState};
+use crate::actors::registry::{
+    AccountRegistry, ApplyRefresh, ListAccounts, ReloadAccount, SetState,
+};
 use crate::config::MaybeProxy;
 use crate::metrics::Metrics;
 use crate::oauth::client::OAuthClient;
@@ -153,7 +155,9 @@ async fn refresh_once(
 ) -> Result<RefreshOutcome, RefreshError> {
     let store_err = |e: String| RefreshError::Store(e);
     let account = registry
-        .send(GetAccount(uuid.clone()))
+        // From disk: another process may have refreshed (and so spent the
+        // refresh token the registry still holds) since the last rescan.
+        .send(ReloadAccount(uuid.clone()))
         .await
         .map_err(|e| store_err(e.to_string()))?
         .ok_or_else(|| RefreshError::NotFound(short_id(&uuid).to_string()))?;
@@ -163,7 +167,8 @@ async fn refresh_once(
     let tokens = match client.refresh(&account.oauth_refresh_token).await {
         Ok(tokens) => tokens,
         Err(e @ OAuthError::InvalidGrant(_)) => {
-            log::warn!(
+            // The handler logs the failure (server) or the command prints it (CLI).
+            log::debug!(
                 "account {}: refresh token rejected; needs `token login`",
                 short_id(&uuid)
             );
@@ -260,7 +265,11 @@ impl Handler<RefreshAccount> for RefresherActor {
                             .insert(uuid.clone(), (failures, Instant::now() + delay));
                         act.schedule(ctx, uuid.clone(), delay);
                     }
-                    Err(e) => log::warn!("account {}: refresh failed: {e}", short_id(&uuid)),
+                    Err(e) if act.scanning => {
+                        log::warn!("account {}: refresh failed: {e}", short_id(&uuid))
+                    }
+                    // `token refresh` prints the error itself; a log line would repeat it.
+                    Err(_) => {}
                 }
             }
             result

@@ -41,17 +41,30 @@ pub enum TokenError {
 
 pub async fn run(cmd: TokenCommand, cli: &Cli) -> Result<(), TokenError> {
     crate::http::server::install_crypto_provider();
-    let registry = open_registry(cli)?;
-    match cmd {
-        TokenCommand::List { json } => list(&registry, cli, json).await,
+    // An import reads and checks its input before the store is opened, so a
+    // refused import leaves the data directory exactly as it was.
+    let cmd = match cmd {
         TokenCommand::Import {
             api_key: Some(key),
             base_url,
             kind,
             models,
             ..
-        } => import_key(&registry, key, base_url, &kind, models).await,
-        TokenCommand::Import { path, .. } => import_official(&registry, path).await,
+        } => {
+            let message = key_import(key, base_url, &kind, models)?;
+            return store_account(&open_registry(cli)?, message).await;
+        }
+        TokenCommand::Import { path, .. } => {
+            let message = official_import(path)?;
+            return store_account(&open_registry(cli)?, message).await;
+        }
+        other => other,
+    };
+    let registry = open_registry(cli)?;
+    match cmd {
+        TokenCommand::List { json } => list(&registry, cli, json).await,
+        // Imports returned above.
+        TokenCommand::Import { .. } => Ok(()),
         TokenCommand::Login {
             port,
             no_browser,
@@ -142,13 +155,13 @@ async fn store_account(
     Ok(())
 }
 
-async fn import_key(
-    registry: &Addr<AccountRegistry>,
+/// Checks a `--api-key` import.
+fn key_import(
     api_key: String,
     base_url: String,
     kind: &str,
     models: Option<Vec<String>>,
-) -> Result<(), TokenError> {
+) -> Result<ImportAccount, TokenError> {
     let api_key = api_key.trim().to_string();
     if api_key.is_empty() {
         return Err(TokenError::Invalid("the API key is empty".into()));
@@ -167,28 +180,22 @@ async fn import_key(
     } else {
         AuthType::Iflow
     };
-    store_account(
-        registry,
-        ImportAccount {
-            api_key: Secret::new(api_key),
-            base_url,
-            auth_type,
-            tokens: None,
-            models: models.map(|m| {
-                m.into_iter()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            }),
-        },
-    )
-    .await
+    Ok(ImportAccount {
+        api_key: Secret::new(api_key),
+        base_url,
+        auth_type,
+        tokens: None,
+        models: models.map(|m| {
+            m.into_iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        }),
+    })
 }
 
-async fn import_official(
-    registry: &Addr<AccountRegistry>,
-    path: Option<PathBuf>,
-) -> Result<(), TokenError> {
+/// Reads the official CLI's login.
+fn official_import(path: Option<PathBuf>) -> Result<ImportAccount, TokenError> {
     let path = path
         .or_else(official_files::default_settings_path)
         .ok_or_else(|| TokenError::Invalid("no path given and $HOME is not set".into()))?;
@@ -196,17 +203,13 @@ async fn import_official(
     for note in &found.notes {
         eprintln!("note: {note}");
     }
-    store_account(
-        registry,
-        ImportAccount {
-            api_key: found.api_key,
-            base_url: found.base_url,
-            auth_type: found.auth_type,
-            tokens: found.tokens,
-            models: None,
-        },
-    )
-    .await
+    Ok(ImportAccount {
+        api_key: found.api_key,
+        base_url: found.base_url,
+        auth_type: found.auth_type,
+        tokens: found.tokens,
+        models: None,
+    })
 }
 
 async fn login_and_store(

@@ -190,17 +190,19 @@ async fn wait_for_callback(
 
 /// Reads one line from stdin: a bare code, or a URL / query with `code=`.
 async fn read_pasted_code(state: &str, timeout: Duration) -> Result<String, LoginError> {
-    let line = tokio::time::timeout(
-        timeout,
-        actix_web::rt::task::spawn_blocking(|| {
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line).map(|_| line)
-        }),
-    )
-    .await
-    .map_err(|_| LoginError::Timeout(timeout))?
-    .map_err(|e| LoginError::Input(e.to_string()))?
-    .map_err(|e| LoginError::Input(format!("cannot read the code: {e}")))?;
+    // A detached thread, not `spawn_blocking`: a stdin read still blocked on
+    // the runtime's blocking pool keeps the runtime, and so the process, alive
+    // after the timeout until someone presses Enter.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = tx.send(std::io::stdin().read_line(&mut line).map(|_| line));
+    });
+    let line = tokio::time::timeout(timeout, rx)
+        .await
+        .map_err(|_| LoginError::Timeout(timeout))?
+        .map_err(|_| LoginError::Input("the stdin reader stopped".into()))?
+        .map_err(|e| LoginError::Input(format!("cannot read the code: {e}")))?;
     parse_pasted(line.trim(), state)
 }
 

@@ -38,6 +38,13 @@ pub struct ImportAccount {
 #[rtype(result = "Option<Account>")]
 pub struct GetAccount(pub String);
 
+/// The account as its file says now, made live: what a refresh must start
+/// from, since the CLI may have spent the refresh token the registry holds.
+/// `None` when the file is gone; the live copy when it cannot be read.
+#[derive(Message)]
+#[rtype(result = "Option<Account>")]
+pub struct ReloadAccount(pub String);
+
 /// Stores refreshed tokens (and a rotated API key) and hands the new
 /// credentials to the account's upstream actor at once.
 #[derive(Message)]
@@ -224,6 +231,31 @@ impl Handler<GetAccount> for AccountRegistry {
     }
 }
 
+impl Handler<ReloadAccount> for AccountRegistry {
+    type Result = ResponseActFuture<Self, Option<Account>>;
+
+    /// Re-reads one account file and applies it to the live account.
+    fn handle(&mut self, msg: ReloadAccount, _ctx: &mut Self::Context) -> Self::Result {
+        let uuid = msg.0;
+        let job_uuid = uuid.clone();
+        let job = StoreJob::new(move |stores| stores.accounts.load(&job_uuid));
+        Box::pin(
+            self.worker
+                .send(job)
+                .into_actor(self)
+                .map(move |res, act, _| match res {
+                    Ok(Ok(Some(account))) => {
+                        act.upsert(account.clone());
+                        act.publish();
+                        Some(account)
+                    }
+                    Ok(Ok(None)) => None,
+                    _ => act.entries.get(&uuid).map(|e| e.account.clone()),
+                }),
+        )
+    }
+}
+
 impl Handler<ApplyRefresh> for AccountRegistry {
     type Result = ResponseActFuture<Self, Result<Account, StoreError>>;
 
@@ -251,6 +283,13 @@ impl Handler<SetState> for AccountRegistry {
             return Box::pin(fut::ready(Ok(entry.account.clone())));
         }
         self.modify_account(msg.uuid, move |a| {
+            // A key refused after the refresh token died is that dead login:
+            // needs-login says what to do and keeps the refresher off it.
+            if msg.state == Some(AccountState::KeyInvalid)
+                && a.state == Some(AccountState::NeedsLogin)
+            {
+                return;
+            }
             a.state = msg.state;
             a.updated_at = Some(Utc::now());
         })

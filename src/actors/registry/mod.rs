@@ -16,8 +16,8 @@ mod keys;
 mod usage;
 
 pub use accounts::{
-    ApplyRefresh, DeleteAccount, GetAccount, ImportAccount, ListAccounts, Rescan, ResetAccount,
-    Resolve, SetCooldown, SetState,
+    ApplyRefresh, DeleteAccount, GetAccount, ImportAccount, ListAccounts, ReloadAccount, Rescan,
+    ResetAccount, Resolve, SetCooldown, SetState,
 };
 pub use directory::{
     AccountHandle, AccountHealth, CooldownPolicy, Directory, KeyHandle, SharedDirectory,

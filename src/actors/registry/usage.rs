@@ -143,7 +143,12 @@ impl Handler<FlushUsage> for AccountRegistry {
                         match result {
                             Ok(account) => {
                                 written += 1;
-                                act.upsert(account);
+                                // The file may hold the CLI's changes (a new key or
+                                // base URL): upsert hands them to the upstream actor.
+                                // An account deleted meanwhile stays deleted.
+                                if act.entries.contains_key(id) {
+                                    act.upsert(account);
+                                }
                             }
                             Err(StoreError::NotFound(_)) => {}
                             Err(e) => {
