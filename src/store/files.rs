@@ -40,16 +40,21 @@ impl Drop for DirLock {
 }
 
 impl JsonDir {
-    /// Opens (creating it private, 0700, if needed) a directory of JSON files.
+    /// A directory of JSON files. It is created (private, 0700) only when
+    /// something is first written, so reading commands leave no trace.
     pub fn open(dir: PathBuf) -> Result<Self, StoreError> {
-        if !dir.exists() {
-            fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-                .map_err(io_err("chmod", &dir))?;
-        }
         let files = Self { dir };
         files.remove_stale_temp_files();
         Ok(files)
+    }
+
+    fn ensure_dir(&self) -> Result<(), StoreError> {
+        if !self.dir.exists() {
+            fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
+            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+                .map_err(io_err("chmod", &self.dir))?;
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -62,6 +67,7 @@ impl JsonDir {
 
     /// The exclusive advisory lock on the directory (blocks until free).
     pub fn lock(&self) -> Result<DirLock, StoreError> {
+        self.ensure_dir()?;
         let path = self.dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .create(true)
@@ -84,10 +90,15 @@ impl JsonDir {
         }
     }
 
-    /// Names of the visible `*.json` files.
+    /// Names of the visible `*.json` files (none while the directory does
+    /// not exist).
     pub fn json_names(&self) -> Result<Vec<String>, StoreError> {
         let mut names = Vec::new();
-        let entries = fs::read_dir(&self.dir).map_err(io_err("read directory", &self.dir))?;
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(names),
+            Err(e) => return Err(io_err("read directory", &self.dir)(e)),
+        };
         for entry in entries {
             let entry = entry.map_err(io_err("read directory", &self.dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -101,6 +112,7 @@ impl JsonDir {
 
     /// Replaces (or creates) `name` with `bytes`, atomically.
     pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.ensure_dir()?;
         let final_path = self.path(name);
         let temp_path = self.dir.join(format!(
             ".{name}{TEMP_MARK}{}-{}",
@@ -134,11 +146,11 @@ impl JsonDir {
     pub fn remove(&self, name: &str) -> Result<bool, StoreError> {
         let path = self.path(name);
         match fs::remove_file(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Ok(()) => {
                 self.sync_dir()?;
                 Ok(true)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(io_err("remove", &path)(e)),
         }
     }
