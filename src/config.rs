@@ -60,6 +60,9 @@ pub struct Config {
     #[arg(long, env = "IFLOW_ANTHROPIC_MODEL_MAP", default_value = crate::anthropic::models::DEFAULT_MAP, value_parser = parse_with("IFLOW_ANTHROPIC_MODEL_MAP", crate::anthropic::models::ModelMap::parse))]
     pub anthropic_model_map: crate::anthropic::models::ModelMap,
 
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::TelemetrySettings,
+
     /// Serve `/metrics` without an admin key.
     #[arg(long, env = "IFLOW_METRICS_PUBLIC", default_value = "false", value_parser = parse_with("IFLOW_METRICS_PUBLIC", boolean), action = clap::ArgAction::Set)]
     pub metrics_public: bool,

@@ -82,7 +82,7 @@ pub async fn run(
             wants_usage: chat.wants_stream_usage,
         },
     };
-    let mut bodies: Vec<((Profile, AuthType), Bytes)> = Vec::new();
+    let mut bodies: Vec<((Profile, AuthType), Bytes, Arc<str>)> = Vec::new();
     let mut exclude: Vec<Arc<str>> = Vec::new();
     let mut refreshed: Vec<Arc<str>> = Vec::new();
     let mut attempts = 0;
@@ -111,7 +111,11 @@ pub async fn run(
             Err(e) => return Err(last.unwrap_or(e)),
         };
         tag(req, Some(handle.label.clone()), None);
-        let body = body_for(&mut bodies, &chat, &lease)?;
+        let (body, sent_model) = body_for(&mut bodies, &chat, &lease)?;
+        let run = state
+            .telemetry
+            .as_ref()
+            .map(|t| t.start(http, &lease.headers, &sent_model, &tool_name(&chat)));
         handle.usage.record();
         let meter = Meter::new(
             state.metrics.clone(),
@@ -124,8 +128,17 @@ pub async fn run(
             key_permit.clone(),
         );
         attempts += 1;
-        let err = match forward(state, http, lease, chat.stream, format.clone(), body, meter).await
-        {
+        let result = forward(state, http, lease, chat.stream, format.clone(), body, meter).await;
+        if let Some(run) = run {
+            match &result {
+                // The official client reports a finished run only for
+                // non-stream replies.
+                Ok(_) if !chat.stream => run.finished(http),
+                Ok(_) => {}
+                Err(e) => run.failed(http, &e.to_string()),
+            }
+        }
+        let err = match result {
             Ok(response) => {
                 handle.health.record_success();
                 if handle.health.key_refused() {
@@ -174,27 +187,45 @@ pub async fn run(
     }
 }
 
-/// The rewritten body for the lease's profile, made once per profile.
+/// The rewritten body for the lease's profile (made once per profile), and
+/// the model name it carries.
 fn body_for(
-    bodies: &mut Vec<((Profile, AuthType), Bytes)>,
+    bodies: &mut Vec<((Profile, AuthType), Bytes, Arc<str>)>,
     chat: &ChatRequest,
     lease: &Lease,
-) -> Result<Bytes, GatewayError> {
+) -> Result<(Bytes, Arc<str>), GatewayError> {
     let slot = (lease.profile, lease.credentials_auth);
-    if let Some((_, body)) = bodies.iter().find(|(k, _)| *k == slot) {
-        return Ok(body.clone());
+    if let Some((_, body, model)) = bodies.iter().find(|(k, _, _)| *k == slot) {
+        return Ok((body.clone(), model.clone()));
     }
     let mut body = chat.body.clone();
-    lease.profile.rewrite_body(
-        &mut body,
-        lease.credentials_auth,
-        chat.stream,
-        chat.thinking,
-    );
-    let bytes =
-        Bytes::from(serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?);
-    bodies.push((slot, bytes.clone()));
-    Ok(bytes)
+    lease
+        .profile
+        .rewrite_body(&mut body, lease.credentials_auth, chat.stream, chat.thinking);
+    let model: Arc<str> = Arc::from(body.get("model").and_then(|m| m.as_str()).unwrap_or_default());
+    let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?);
+    bodies.push((slot, bytes.clone(), model.clone()));
+    Ok((bytes, model))
+}
+
+/// The tool whose result is the last message, by the id of its call.
+fn tool_name(chat: &ChatRequest) -> String {
+    let Some(serde_json::Value::Array(messages)) = chat.body.get("messages") else {
+        return String::new();
+    };
+    let Some(last) = messages.last().filter(|m| m["role"] == "tool") else {
+        return String::new();
+    };
+    let id = &last["tool_call_id"];
+    messages
+        .iter()
+        .rev()
+        .filter_map(|m| m["tool_calls"].as_array())
+        .flatten()
+        .find(|call| &call["id"] == id)
+        .and_then(|call| call["function"]["name"].as_str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Sends one upstream call and relays its reply in the client's format.

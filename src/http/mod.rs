@@ -23,6 +23,7 @@ use crate::actors::scheduler::SchedulerActor;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
+use crate::telemetry::Telemetry;
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub ledger: Arc<UsageLedger>,
     pub cooldown: CooldownPolicy,
+    /// The official client's telemetry; only in `IFLOW_ALIGN_MODE=official`.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 fn get(

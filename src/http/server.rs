@@ -10,6 +10,7 @@ use crate::actors::upstream::PoolSignal;
 use crate::cli::Cli;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::telemetry::{AlignMode, Telemetry};
 use crate::store::StoreError;
 use actix::Actor;
 use actix_web::middleware::from_fn;
@@ -90,6 +91,22 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     )
     .start();
 
+    let telemetry = match config.telemetry.align_mode {
+        AlignMode::Off => None,
+        AlignMode::Official => {
+            let telemetry = Telemetry::new(config.telemetry.clone(), data_dir).map_err(|source| {
+                ServeError::Store(StoreError::Io {
+                    action: "prepare telemetry in",
+                    path: data_dir.to_path_buf(),
+                    source,
+                })
+            })?;
+            log::warn!("IFLOW_ALIGN_MODE=official: sending the official client's telemetry");
+            let client = client::build(&config, &cli.upstream_proxy);
+            actix_web::rt::spawn(telemetry.clone().fetch_cna(client));
+            Some(telemetry)
+        }
+    };
     let config = Arc::new(config);
     let state = web::Data::new(AppState {
         config: config.clone(),
@@ -103,6 +120,7 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
             base: config.cooldown_base,
             max: config.cooldown_max,
         },
+        telemetry,
     });
     let factory_config = config.clone();
     let proxy = cli.upstream_proxy.clone();
