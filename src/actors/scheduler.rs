@@ -51,8 +51,8 @@ impl PoolTicket {
         let retry_after = self.retry_after;
         match tokio::time::timeout(self.timeout, self.rx).await {
             Ok(Ok(picked)) => Ok(picked),
-            Ok(Err(_)) => Err(GatewayError::Unavailable("the scheduler stopped".into())),
-            Err(_) => Err(GatewayError::PoolBusy {
+            // The scheduler dropped the place: the wait is over either way.
+            Ok(Err(_)) | Err(_) => Err(GatewayError::PoolBusy {
                 retry_after,
                 queued: true,
             }),
@@ -155,7 +155,11 @@ impl SchedulerActor {
             && let Some(h) = candidates.iter().find(|h| &h.id == id)
             && let Some(permit) = SlotPermit::try_take(&h.slots, &h.stats)
         {
-            return Ok(Some((h.clone(), permit)));
+            let picked = (h.clone(), permit);
+            if let Some(a) = affinity {
+                self.remember(a, picked.0.id.clone());
+            }
+            return Ok(Some(picked));
         }
         let n = candidates.len();
         let start = self.cursor % n;
@@ -218,7 +222,8 @@ impl SchedulerActor {
             affinity: msg.affinity,
             exclude: msg.exclude,
             tx,
-            deadline: Instant::now() + self.settings.queue_timeout,
+            // A little after the client's own timer, which reports the timeout.
+            deadline: Instant::now() + self.settings.queue_timeout + Duration::from_secs(1),
         });
         self.signal
             .waiting
@@ -289,31 +294,36 @@ impl Handler<Pick> for SchedulerActor {
 
     /// A slot now, a place in the queue, or the reason there is none.
     fn handle(&mut self, msg: Pick, _ctx: &mut Self::Context) -> Self::Result {
+        // A request no account can ever take is refused now, not after a
+        // wait in the queue.
+        match self.candidates(&msg.model, &msg.exclude) {
+            Ok(_) => {}
+            Err(NoAccount::None) => {
+                return Err(GatewayError::Unavailable(
+                    "no usable account in the pool".into(),
+                ));
+            }
+            Err(NoAccount::NotForModel) => {
+                return Err(GatewayError::InvalidRequest {
+                    message: format!("no account in the pool serves model {:?}", msg.model),
+                    code: "model_not_available",
+                });
+            }
+            Err(NoAccount::Cooling(left)) => {
+                return Err(GatewayError::PoolCooling {
+                    retry_after: left.as_secs_f64().ceil().max(1.0) as u64,
+                });
+            }
+        }
         // Nobody jumps the queue while others wait.
         if !self.queue.is_empty() {
             self.serve_queue();
         }
-        if self.queue.is_empty() {
-            match self.try_pick(&msg.model, msg.affinity.as_deref(), &msg.exclude) {
-                Ok(Some(picked)) => return Ok(PoolAdmission::Ready(picked)),
-                Ok(None) => {}
-                Err(NoAccount::None) => {
-                    return Err(GatewayError::Unavailable(
-                        "no usable account in the pool".into(),
-                    ));
-                }
-                Err(NoAccount::NotForModel) => {
-                    return Err(GatewayError::InvalidRequest {
-                        message: format!("no account in the pool serves model {:?}", msg.model),
-                        code: "model_not_available",
-                    });
-                }
-                Err(NoAccount::Cooling(left)) => {
-                    return Err(GatewayError::PoolCooling {
-                        retry_after: left.as_secs().max(1),
-                    });
-                }
-            }
+        if self.queue.is_empty()
+            && let Ok(Some(picked)) =
+                self.try_pick(&msg.model, msg.affinity.as_deref(), &msg.exclude)
+        {
+            return Ok(PoolAdmission::Ready(picked));
         }
         self.enqueue(msg)
     }

@@ -250,6 +250,11 @@ impl MessageStream {
 }
 
 impl EventShaper for MessageStream {
+    /// `message_start` goes out at once, so nothing (a `ping`) precedes it.
+    fn preamble(&mut self, out: &mut BytesMut) {
+        self.start(out);
+    }
+
     fn on_item(&mut self, item: SseItem, out: &mut BytesMut, account: &str) {
         if self.done {
             return;

@@ -1,7 +1,5 @@
 //! `key …` commands: gateway keys, through the same registry the server uses.
 
-#![allow(clippy::print_stdout)]
-
 use super::token::open_registry;
 use super::{Cli, KeyCommand};
 use crate::actors::registry::{CreateKey, ListKeys, RevokeKey};
@@ -44,11 +42,11 @@ pub async fn run(cmd: KeyCommand, cli: &Cli) -> Result<(), KeyError> {
                 .send(CreateKey(spec))
                 .await
                 .map_err(|_| KeyError::Registry)??;
-            println!("created {} {}", key.id, describe(&key));
-            println!();
-            println!("  {}", plain.expose());
-            println!();
-            println!("This is the only time the key is shown; only its hash is stored.");
+            say!("created {} {}", key.id, describe(&key));
+            say!();
+            say!("  {}", plain.expose());
+            say!();
+            say!("This is the only time the key is shown; only its hash is stored.");
         }
         KeyCommand::List { json } => {
             let keys = registry
@@ -57,16 +55,19 @@ pub async fn run(cmd: KeyCommand, cli: &Cli) -> Result<(), KeyError> {
                 .map_err(|_| KeyError::Registry)?;
             if json {
                 let rows: Vec<_> = keys.iter().map(row).collect();
-                println!("{}", serde_json::Value::Array(rows));
+                say!("{}", serde_json::Value::Array(rows));
             } else if keys.is_empty() {
-                println!("no keys yet: create one with `iflow-actix key create --name NAME`");
+                say!("no keys yet: create one with `iflow-actix key create --name NAME`");
             } else {
-                println!(
+                say!(
                     "{:<16}  {:<14}  {:<8}  {:<20}  DETAILS",
-                    "ID", "KEY", "STATE", "NAME"
+                    "ID",
+                    "KEY",
+                    "STATE",
+                    "NAME"
                 );
                 for k in &keys {
-                    println!(
+                    say!(
                         "{:<16}  {:<14}  {:<8}  {:<20}  {}",
                         k.id,
                         format!("{}…", k.prefix),
@@ -82,7 +83,7 @@ pub async fn run(cmd: KeyCommand, cli: &Cli) -> Result<(), KeyError> {
                 .send(RevokeKey(id))
                 .await
                 .map_err(|_| KeyError::Registry)??;
-            println!("revoked {} ({}…)", key.id, key.prefix);
+            say!("revoked {} ({}…)", key.id, key.prefix);
         }
     }
     Ok(())

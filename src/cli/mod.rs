@@ -2,6 +2,24 @@
 //! fallback, listed in `.env.example`. The commands themselves live in the
 //! sibling modules.
 
+/// Prints a line on stdout. A closed pipe (`iflow-actix token list | head -1`)
+/// is not an error worth a panic, so write failures are ignored.
+macro_rules! say {
+    () => {
+        $crate::cli::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
+
+pub(crate) fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(args);
+    let _ = out.write_all(b"\n");
+}
+
 pub mod keys;
 pub mod token;
 pub mod usage;
@@ -84,8 +102,9 @@ pub enum TokenCommand {
         /// Account kind for `--api-key`: `iflow` or `openai` (any OpenAI-compatible API).
         #[arg(long, requires = "api_key", default_value = "iflow", value_parser = ["iflow", "openai"])]
         kind: String,
-        /// Models this account serves in the pool (comma-separated; default: any).
-        #[arg(long, value_delimiter = ',')]
+        /// Models this account serves in the pool (comma-separated, `glm-*`
+        /// matches a prefix; default: any).
+        #[arg(long, requires = "api_key", value_delimiter = ',')]
         models: Option<Vec<String>>,
     },
     /// Log in with an iFlow account in the browser and store it.

@@ -2,8 +2,6 @@
 //! account registry, the refresher) inside a short-lived actix system: one
 //! code path for both.
 
-#![allow(clippy::print_stdout, clippy::print_stderr)]
-
 use super::{Cli, TokenCommand};
 use crate::actors::refresher::{RefreshAccount, RefresherActor};
 use crate::actors::registry::{
@@ -143,7 +141,7 @@ async fn store_account(
         .await
         .map_err(|_| TokenError::Registry)??;
     let a = &summary.account;
-    println!(
+    say!(
         "{} account {} ({}, key {}, {})",
         if created { "added" } else { "updated" },
         a.uuid,
@@ -151,7 +149,7 @@ async fn store_account(
         a.api_key.masked(),
         a.base_url
     );
-    println!("use it with: Authorization: Bearer {}", a.uuid);
+    say!("use it with: Authorization: Bearer {}", a.uuid);
     Ok(())
 }
 
@@ -219,12 +217,12 @@ async fn login_and_store(
 ) -> Result<(), TokenError> {
     let client = OAuthClient::new(cli.oauth.clone(), &cli.upstream_proxy);
     let announce = |text: &str| {
-        println!("{text}");
+        say!("{text}");
         let _ = std::io::stdout().flush();
     };
     let (tokens, user) = login(&client, opts, &announce).await?;
     if let Some(name) = &user.user_name {
-        println!("logged in as {name}");
+        say!("logged in as {name}");
     }
     store_account(
         registry,
@@ -256,7 +254,7 @@ async fn refresh(
         .send(RefreshAccount(uuid.clone()))
         .await
         .map_err(|_| TokenError::Registry)??;
-    println!(
+    say!(
         "account {uuid}: refreshed, valid until {}{}",
         outcome
             .expires_at
@@ -279,7 +277,7 @@ async fn reset(registry: &Addr<AccountRegistry>, uuid: String) -> Result<(), Tok
             StoreError::NotFound(_) => TokenError::Invalid(format!("no account {uuid}")),
             other => other.into(),
         })?;
-    println!("account {uuid}: cooldown and state cleared");
+    say!("account {uuid}: cooldown and state cleared");
     Ok(())
 }
 
@@ -307,7 +305,7 @@ async fn delete(
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("kept account {uuid}");
+            say!("kept account {uuid}");
             return Ok(());
         }
     }
@@ -316,7 +314,7 @@ async fn delete(
         .await
         .map_err(|_| TokenError::Registry)??;
     if deleted {
-        println!("deleted account {uuid}");
+        say!("deleted account {uuid}");
     }
     Ok(())
 }
@@ -367,26 +365,34 @@ async fn list(
                     "base_url": a.base_url,
                     "oauth_expires_at": a.oauth_expires_at,
                     "state": state_of(s, lead, now),
+                    "cooldown_until": a.cooldown_until,
+                    "models": a.models,
                     "request_count": a.request_count,
                     "last_used_at": a.last_used_at,
                     "created_at": a.created_at,
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        say!("{}", serde_json::Value::Array(rows));
         return Ok(());
     }
     if accounts.is_empty() {
-        println!("no accounts yet: add one with `iflow-actix token login` or `token import`");
+        say!("no accounts yet: add one with `iflow-actix token login` or `token import`");
         return Ok(());
     }
-    println!(
+    say!(
         "{:<36}  {:<11}  {:<12}  {:<16}  {:<11}  {:>8}  {:<16}",
-        "UUID", "AUTH", "KEY", "TOKEN EXPIRES", "STATE", "REQUESTS", "LAST USED"
+        "UUID",
+        "AUTH",
+        "KEY",
+        "TOKEN EXPIRES",
+        "STATE",
+        "REQUESTS",
+        "LAST USED"
     );
     for s in &accounts {
         let a = &s.account;
-        println!(
+        say!(
             "{:<36}  {:<11}  {:<12}  {:<16}  {:<11}  {:>8}  {:<16}",
             a.uuid,
             a.auth_type.as_str(),

@@ -1,7 +1,5 @@
 //! `usage`: the usage ledger written by the server, per account, key and model.
 
-#![allow(clippy::print_stdout)]
-
 use super::Cli;
 use super::token::open_registry;
 use crate::actors::registry::UsageReport;
@@ -23,18 +21,18 @@ pub async fn run(cli: &Cli, json: bool) -> Result<(), UsageError> {
         .await
         .map_err(|_| UsageError::Registry)??;
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({ "since": report.since, "rows": report.rows })
         );
         return Ok(());
     }
     if report.rows.is_empty() {
-        println!("no usage recorded yet (the server writes it every IFLOW_USAGE_FLUSH_INTERVAL)");
+        say!("no usage recorded yet (the server writes it every IFLOW_USAGE_FLUSH_INTERVAL)");
         return Ok(());
     }
     if let Some(since) = report.since {
-        println!("since {}", since.format("%Y-%m-%d %H:%M UTC"));
+        say!("since {}", since.format("%Y-%m-%d %H:%M UTC"));
     }
     for (title, by) in [
         (
@@ -48,15 +46,21 @@ pub async fn run(cli: &Cli, json: bool) -> Result<(), UsageError> {
         for row in &report.rows {
             totals.entry(by(row)).or_default().absorb(row);
         }
-        println!();
-        println!(
+        say!();
+        say!(
             "{title:<38}  {:>9}  {:>7}  {:>13}  {:>13}",
-            "REQUESTS", "ERRORS", "PROMPT TOK", "OUTPUT TOK"
+            "REQUESTS",
+            "ERRORS",
+            "PROMPT TOK",
+            "OUTPUT TOK"
         );
         for (name, t) in totals {
-            println!(
+            say!(
                 "{name:<38}  {:>9}  {:>7}  {:>13}  {:>13}",
-                t.requests, t.errors, t.prompt_tokens, t.completion_tokens
+                t.requests,
+                t.errors,
+                t.prompt_tokens,
+                t.completion_tokens
             );
         }
     }

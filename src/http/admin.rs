@@ -27,12 +27,17 @@ pub async fn usage(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
     auth::require_admin(&req, &state).await?;
-    let report = state
+    let mut report = state
         .registry
         .send(UsageReport)
         .await
         .map_err(|e| GatewayError::Unavailable(e.to_string()))?
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    // A full uuid is a credential while uuid-as-bearer is on: name accounts
+    // by their short id, as logs and metrics do.
+    for row in &mut report.rows {
+        row.account = crate::secret::short_id(&row.account).to_string();
+    }
     Ok(HttpResponse::Ok().json(json!({
         "object": "usage",
         "since": report.since,

@@ -89,6 +89,13 @@ pub async fn run(
     let mut last: Option<GatewayError> = None;
 
     loop {
+        // The first attempt's clock starts when the request arrived; a
+        // failover's when it begins, so overhead is not counted twice.
+        let attempt_started = if attempts == 0 {
+            received
+        } else {
+            Instant::now()
+        };
         let admitted = match &principal {
             Principal::Account(h) => admit_pinned(h, chat.starts_turn)
                 .await
@@ -110,6 +117,10 @@ pub async fn run(
             // "no other account is free".
             Err(e) => return Err(last.unwrap_or(e)),
         };
+        if last.is_some() {
+            // Another account took the request after a failure.
+            state.metrics.failover();
+        }
         tag(req, Some(handle.label.clone()), None);
         let (body, sent_model) = body_for(&mut bodies, &chat, &lease)?;
         let run = state
@@ -123,7 +134,7 @@ pub async fn run(
             handle.id.clone(),
             key_id.clone(),
             model.clone(),
-            received,
+            attempt_started,
             queue_wait,
             key_permit.clone(),
         );
@@ -177,8 +188,10 @@ pub async fn run(
             }
         }
         if pool && attempts < max_attempts {
-            log::warn!("account {}: {err}; trying another account", handle.label);
-            state.metrics.failover();
+            log::warn!(
+                "account {}: {err}; looking for another account",
+                handle.label
+            );
             exclude.push(handle.id.clone());
             last = Some(err);
             continue;
@@ -199,11 +212,19 @@ fn body_for(
         return Ok((body.clone(), model.clone()));
     }
     let mut body = chat.body.clone();
-    lease
-        .profile
-        .rewrite_body(&mut body, lease.credentials_auth, chat.stream, chat.thinking);
-    let model: Arc<str> = Arc::from(body.get("model").and_then(|m| m.as_str()).unwrap_or_default());
-    let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?);
+    lease.profile.rewrite_body(
+        &mut body,
+        lease.credentials_auth,
+        chat.stream,
+        chat.thinking,
+    );
+    let model: Arc<str> = Arc::from(
+        body.get("model")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default(),
+    );
+    let bytes =
+        Bytes::from(serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?);
     bodies.push((slot, bytes.clone(), model.clone()));
     Ok((bytes, model))
 }

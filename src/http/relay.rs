@@ -241,6 +241,12 @@ async fn pump<S: UpstreamBody>(
     let mut last_upstream = Instant::now();
     let mut out = BytesMut::new();
     let mut last_sent = Instant::now();
+    shaper.preamble(&mut out);
+    if !out.is_empty() && tx.send(out.split().freeze()).await.is_err() {
+        // The client left before the first byte.
+        meter.finish(false, None);
+        return;
+    }
     loop {
         // Wake for whichever comes first: the next keep-alive or the end of
         // the idle allowance.

@@ -10,8 +10,8 @@ use crate::actors::upstream::PoolSignal;
 use crate::cli::Cli;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::telemetry::{AlignMode, Telemetry};
 use crate::store::StoreError;
+use crate::telemetry::{AlignMode, Telemetry};
 use actix::Actor;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
@@ -94,13 +94,14 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     let telemetry = match config.telemetry.align_mode {
         AlignMode::Off => None,
         AlignMode::Official => {
-            let telemetry = Telemetry::new(config.telemetry.clone(), data_dir).map_err(|source| {
-                ServeError::Store(StoreError::Io {
-                    action: "prepare telemetry in",
-                    path: data_dir.to_path_buf(),
-                    source,
-                })
-            })?;
+            let telemetry =
+                Telemetry::new(config.telemetry.clone(), data_dir).map_err(|source| {
+                    ServeError::Store(StoreError::Io {
+                        action: "prepare telemetry in",
+                        path: data_dir.to_path_buf(),
+                        source,
+                    })
+                })?;
             log::warn!("IFLOW_ALIGN_MODE=official: sending the official client's telemetry");
             let client = client::build(&config, &cli.upstream_proxy);
             actix_web::rt::spawn(telemetry.clone().fetch_cna(client));

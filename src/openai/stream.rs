@@ -19,6 +19,8 @@ pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
 /// Turns upstream SSE items into the client's stream, in one client format.
 pub trait EventShaper {
+    /// What the client gets before any upstream data (nothing, by default).
+    fn preamble(&mut self, _out: &mut BytesMut) {}
     /// Appends what the client should get for one upstream item.
     fn on_item(&mut self, item: SseItem, out: &mut BytesMut, account: &str);
     /// The upstream ended without `[DONE]`: end the client's stream properly.

@@ -119,6 +119,10 @@ pub struct Account {
     /// upstream failures); `token reset` clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cooldown_until: Option<DateTime<Utc>>,
+    /// When `token reset` last ran: tells a running server to forget what it
+    /// holds against the account (a refused key, a cooldown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_at: Option<DateTime<Utc>>,
     /// Models the account serves in the pool; empty = any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
@@ -144,6 +148,7 @@ impl Account {
             request_count: 0,
             state: None,
             cooldown_until: None,
+            reset_at: None,
             models: Vec::new(),
             extra: Map::new(),
         }

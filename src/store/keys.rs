@@ -54,6 +54,16 @@ pub struct KeySpec {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// Whether `model` is in `list`; an empty list allows every model and an
+/// entry ending in `*` matches a prefix.
+pub fn model_allowed(list: &[String], model: &str) -> bool {
+    list.is_empty()
+        || list.iter().any(|m| match m.strip_suffix('*') {
+            Some(prefix) => model.starts_with(prefix),
+            None => m == model,
+        })
+}
+
 /// Lowercase hex SHA-256, the stored form of a key.
 pub fn hash_key(plain: &str) -> String {
     crate::profile::iflow::signature::hex(&Sha256::digest(plain.as_bytes()))
@@ -92,14 +102,7 @@ impl GatewayKey {
 
     /// Whether `model` is in the allow-list (a trailing `*` matches a prefix).
     pub fn allows_model(&self, model: &str) -> bool {
-        self.allowed_models.is_empty()
-            || self
-                .allowed_models
-                .iter()
-                .any(|m| match m.strip_suffix('*') {
-                    Some(prefix) => model.starts_with(prefix),
-                    None => m == model,
-                })
+        model_allowed(&self.allowed_models, model)
     }
 }
 

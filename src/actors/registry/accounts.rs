@@ -318,9 +318,11 @@ impl Handler<ResetAccount> for AccountRegistry {
     /// Clears cooldown and state, so the pool uses the account again.
     fn handle(&mut self, msg: ResetAccount, _ctx: &mut Self::Context) -> Self::Result {
         self.modify_account(msg.0, |a| {
+            let now = Utc::now();
             a.cooldown_until = None;
             a.state = None;
-            a.updated_at = Some(Utc::now());
+            a.reset_at = Some(now);
+            a.updated_at = Some(now);
         })
     }
 }

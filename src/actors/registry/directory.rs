@@ -32,8 +32,10 @@ pub struct AccountHandle {
 }
 
 impl AccountHandle {
+    /// Whether the pool may send `model` here (a trailing `*` in the list
+    /// matches a prefix, as in a key's allowed models).
     pub fn serves(&self, model: &str) -> bool {
-        self.models.is_empty() || self.models.iter().any(|m| m == model)
+        crate::store::keys::model_allowed(&self.models, model)
     }
 }
 
@@ -113,10 +115,12 @@ impl AccountHealth {
         health
     }
 
-    /// Takes the persisted state (after a write, or a change by the CLI).
+    /// Takes the persisted state (after a write, or a change by the CLI). A
+    /// cooldown only grows here: a late write must not shorten one that
+    /// memory has already extended.
     pub fn apply(&self, account: &Account) {
         let until = account.cooldown_until.map_or(0, |t| t.timestamp_millis());
-        self.cooldown_until_ms.store(until, Ordering::Relaxed);
+        self.cooldown_until_ms.fetch_max(until, Ordering::Relaxed);
         self.key_invalid.store(
             account.state == Some(AccountState::KeyInvalid),
             Ordering::Relaxed,
@@ -125,9 +129,14 @@ impl AccountHealth {
             account.state == Some(AccountState::NeedsLogin),
             Ordering::Relaxed,
         );
-        if until == 0 {
-            self.failures.store(0, Ordering::Relaxed);
-        }
+    }
+
+    /// `token reset`: forget refusal, cooldown and failures, then take the file.
+    pub fn reset(&self, account: &Account) {
+        self.refused.store(false, Ordering::Relaxed);
+        self.failures.store(0, Ordering::Relaxed);
+        self.cooldown_until_ms.store(0, Ordering::Relaxed);
+        self.apply(account);
     }
 
     /// The file says `key-invalid`.
@@ -242,9 +251,13 @@ impl Directory {
         bool::from(handle.id.as_bytes().ct_eq(token.as_bytes())).then(|| handle.clone())
     }
 
-    /// The gateway key `token` (keys are stored as SHA-256 digests).
+    /// The gateway key `token` (keys are stored as SHA-256 digests), while
+    /// it has not expired.
     pub fn key(&self, token: &str) -> Option<Arc<KeyHandle>> {
-        self.keys.get(&digest(token)).cloned()
+        self.keys
+            .get(&digest(token))
+            .filter(|k| k.key.is_usable(Utc::now()))
+            .cloned()
     }
 
     pub fn key_by_id(&self, id: &str) -> Option<Arc<KeyHandle>> {

@@ -137,11 +137,15 @@ impl AccountRegistry {
             }
             let tokens_changed = account.oauth_access_token != old.oauth_access_token;
             let cleared = old.state.is_some() && account.state.is_none();
-            if creds_changed || tokens_changed || cleared {
-                entry.handle.health.forgive_key();
-            }
-            if account.cooldown_until != old.cooldown_until || account.state != old.state {
-                entry.handle.health.apply(&account);
+            if account.reset_at != old.reset_at {
+                entry.handle.health.reset(&account);
+            } else {
+                if creds_changed || tokens_changed || cleared {
+                    entry.handle.health.forgive_key();
+                }
+                if account.cooldown_until != old.cooldown_until || account.state != old.state {
+                    entry.handle.health.apply(&account);
+                }
             }
             if account.models != old.models || account.auth_type != old.auth_type {
                 let h = &entry.handle;
