@@ -9,6 +9,7 @@
 //! - [`cli`] and [`config`]: the command line and settings.
 
 pub mod actors;
+pub mod align;
 pub mod anthropic;
 pub mod cli;
 pub mod config;

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Key(cmd) => actix_web::rt::System::new()
             .block_on(iflow_actix::cli::keys::run(cmd, &cli))
             .map_err(|e| e.to_string()),
+        Command::Align(cmd) => iflow_actix::cli::align::run(cmd).map_err(|e| e.to_string()),
         Command::Usage { json } => actix_web::rt::System::new()
             .block_on(iflow_actix::cli::usage::run(&cli, json))
             .map_err(|e| e.to_string()),

@@ -20,6 +20,7 @@ pub(crate) fn write_line(args: std::fmt::Arguments<'_>) {
     let _ = out.write_all(b"\n");
 }
 
+pub mod align;
 pub mod keys;
 pub mod token;
 pub mod usage;
@@ -76,6 +77,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare the gateway's upstream requests with the official client's.
+    #[command(subcommand)]
+    Align(AlignCommand),
     /// Print the version.
     Version,
 }
@@ -139,6 +143,25 @@ pub enum TokenCommand {
         /// Do not ask for confirmation.
         #[arg(long, short)]
         yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlignCommand {
+    /// Replay the baseline cases through this gateway and show the differences.
+    Diff {
+        /// Only this case (file name without `.json`, or the case's name).
+        #[arg(long)]
+        case: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Where the baseline cases are.
+        #[arg(long, default_value = "tests/fixtures/official")]
+        fixtures: PathBuf,
+        /// Alignment mode to run the gateway in: off or official.
+        #[arg(long, default_value = "off", value_parser = ["off", "official"])]
+        mode: String,
     },
 }
 

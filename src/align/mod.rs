@@ -1,0 +1,13 @@
+//! Official-client alignment: baseline fixtures of what the official
+//! `iflow-cli` 0.5.19 sends for a set of inputs, a replay that runs each
+//! input through the real gateway against a capturing upstream, and a
+//! field-level comparison. Used by `iflow-actix align diff` and the replay
+//! test. See `docs/alignment.md`.
+
+pub mod capture;
+pub mod compare;
+pub mod fixture;
+pub mod replay;
+
+pub use compare::{Difference, compare};
+pub use fixture::{Fixture, HeaderRule};
