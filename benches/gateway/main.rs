@@ -1,0 +1,172 @@
+//! Gateway benchmark: a fast mock upstream, the real gateway (release
+//! build) and a load generator, all on 127.0.0.1 and bounded in time. Each
+//! scenario alternates phases straight to the mock and through the gateway
+//! in the same run, so both see the same machine. Writes a Markdown and a
+//! JSON report (see docs/benchmarks.md).
+//!
+//! `cargo bench --bench gateway`; `BENCH_SECONDS` sets the phase length
+//! (default 3), `BENCH_REPORT` the report directory (default target/bench).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod load;
+mod mock;
+mod procfs;
+mod report;
+
+use load::{PhaseResult, Target};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub model: &'static str,
+    pub stream: bool,
+    pub concurrency: usize,
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario { name: "non-stream, concurrency 1", model: "bench-ns", stream: false, concurrency: 1 },
+    Scenario { name: "non-stream, concurrency 64", model: "bench-ns", stream: false, concurrency: 64 },
+    Scenario { name: "20-chunk stream, concurrency 64", model: "bench-s20", stream: true, concurrency: 64 },
+    Scenario { name: "50 ms-paced stream, concurrency 256", model: "bench-s50", stream: true, concurrency: 256 },
+    Scenario { name: "50 ms-paced stream, concurrency 1000", model: "bench-s50", stream: true, concurrency: 1000 },
+];
+
+/// What one scenario measured, per target.
+pub struct Measured {
+    pub direct: PhaseResult,
+    pub gateway: PhaseResult,
+    pub nginx: Option<PhaseResult>,
+    /// Gateway CPU (user+sys) spent in its phases.
+    pub gateway_cpu: Duration,
+    pub nginx_cpu: Option<Duration>,
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_gateway(data: &std::path::Path) -> (Proc, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iflow-actix"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("IFLOW_CONCURRENCY", "100000")
+        .env("IFLOW_QUEUE_SIZE", "100000")
+        // Only the address line: per-request logging is not what is measured.
+        .env("RUST_LOG", "warn,iflow_actix::http::server=info")
+        .current_dir(data)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the gateway");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1)
+                && let Some(addr) = rest.split(' ').next().and_then(|a| a.parse::<SocketAddr>().ok())
+            {
+                let _ = tx.send(addr);
+            } else if line.contains("WARN") || line.contains("ERROR") || line.contains("panicked") {
+                eprintln!("gateway: {line}");
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(15)).expect("gateway address");
+    (Proc(child), addr)
+}
+
+fn body(s: &Scenario) -> String {
+    format!(
+        r#"{{"model":"{}","stream":{},"messages":[{{"role":"user","content":"Explain what a Rust lifetime is in one sentence."}}]}}"#,
+        s.model, s.stream
+    )
+}
+
+fn main() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let phase = Duration::from_secs(seconds.max(1));
+    let report_dir = PathBuf::from(std::env::var("BENCH_REPORT").unwrap_or_else(|_| "target/bench".into()));
+    let mock_port = mock::start();
+    let mock_addr: SocketAddr = ([127, 0, 0, 1], mock_port).into();
+
+    let data = std::env::temp_dir().join(format!("iflow-bench-{}", std::process::id()));
+    let store = iflow_actix::store::AccountStore::open(&data).expect("store");
+    let account = iflow_actix::store::Account::new(
+        iflow_actix::secret::Secret::new("sk-bench-0000000000000000"),
+        format!("http://{mock_addr}/v1"),
+        iflow_actix::store::AuthType::Iflow,
+        chrono::Utc::now(),
+    );
+    store.create(&account).expect("account");
+    let (gateway, gateway_addr) = start_gateway(&data);
+    let gw_pid = gateway.0.id();
+    let nginx = procfs::Nginx::start(mock_port);
+    let rss_start = procfs::rss_kib(gw_pid, "VmRSS");
+
+    let direct = Target { addr: mock_addr, path: "/v1/chat/completions".into(), bearer: None };
+    let through = Target { addr: gateway_addr, path: "/v1/chat/completions".into(), bearer: Some(account.uuid.clone()) };
+    // Warm both paths (connections, allocator) before measuring.
+    load::run(through.clone(), body(&SCENARIOS[1]), 64, Duration::from_millis(500));
+    load::run(direct.clone(), body(&SCENARIOS[1]), 64, Duration::from_millis(500));
+
+    let mut results = Vec::new();
+    for s in SCENARIOS {
+        eprintln!("running: {} ({} s per phase, 2 rounds)", s.name, phase.as_secs());
+        let mut m = Measured {
+            direct: PhaseResult::default(),
+            gateway: PhaseResult::default(),
+            nginx: None,
+            gateway_cpu: Duration::ZERO,
+            nginx_cpu: None,
+        };
+        for _round in 0..2 {
+            merge(&mut m.direct, load::run(direct.clone(), body(s), s.concurrency, phase));
+            let before = procfs::cpu(gw_pid);
+            merge(&mut m.gateway, load::run(through.clone(), body(s), s.concurrency, phase));
+            m.gateway_cpu += procfs::cpu(gw_pid).saturating_sub(before);
+            if let Some(n) = &nginx {
+                let before = procfs::cpu(n.pid());
+                let target = Target { addr: n.addr, path: "/v1/chat/completions".into(), bearer: None };
+                let r = load::run(target, body(s), s.concurrency, phase);
+                *m.nginx_cpu.get_or_insert(Duration::ZERO) += procfs::cpu(n.pid()).saturating_sub(before);
+                merge(m.nginx.get_or_insert_with(PhaseResult::default), r);
+            }
+        }
+        results.push(m);
+    }
+    let peak_rss = procfs::rss_kib(gw_pid, "VmHWM");
+    drop(gateway);
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(&data);
+
+    let machine = procfs::machine();
+    let text = report::markdown(SCENARIOS, &results, rss_start, peak_rss, &machine, seconds);
+    let json = report::json(SCENARIOS, &results, rss_start, peak_rss, &machine, seconds);
+    std::fs::create_dir_all(&report_dir).expect("report dir");
+    std::fs::write(report_dir.join("report.md"), &text).expect("write report");
+    std::fs::write(report_dir.join("report.json"), json.to_string()).expect("write report");
+    println!("{text}");
+    println!("(written to {}/report.{{md,json}})", report_dir.display());
+}
+
+fn merge(into: &mut PhaseResult, r: PhaseResult) {
+    into.requests += r.requests;
+    into.errors += r.errors;
+    into.elapsed += r.elapsed;
+    into.latencies.extend(r.latencies);
+    into.ttfbs.extend(r.ttfbs);
+    into.chunk_delays.extend(r.chunk_delays);
+}
