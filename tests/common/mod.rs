@@ -7,6 +7,7 @@ pub mod fixtures;
 pub mod gateway;
 pub mod iflow;
 pub mod mock;
+pub mod pool;
 pub mod proxy;
 pub mod scenarios;
 pub mod wire;
