@@ -242,9 +242,14 @@ impl Directory {
         bool::from(handle.id.as_bytes().ct_eq(token.as_bytes())).then(|| handle.clone())
     }
 
-    /// The gateway key `token` (keys are stored as SHA-256 digests).
+    /// The gateway key `token` (keys are stored as SHA-256 digests), while
+    /// it is usable: a key that expired since the directory was published
+    /// must not wait for the next rescan to stop working.
     pub fn key(&self, token: &str) -> Option<Arc<KeyHandle>> {
-        self.keys.get(&digest(token)).cloned()
+        self.keys
+            .get(&digest(token))
+            .filter(|k| k.key.is_usable(Utc::now()))
+            .cloned()
     }
 
     pub fn key_by_id(&self, id: &str) -> Option<Arc<KeyHandle>> {
