@@ -188,3 +188,33 @@ fn metrics_match_the_requests_failovers_cooldowns_and_account_states() {
         assert!(!log.contains(uuid.as_str()), "full uuid in the log:\n{log}");
     }
 }
+
+/// A live account whose file turns unreadable stays in service (its uuid
+/// still works as a bearer token), yet the warning names the file by its
+/// full uuid. `tests/accounts.rs` asserts the full uuid in that warning, so
+/// this is left for the owners of both to settle.
+#[test]
+#[ignore = "bug: the skipped-file warning logs a live account's full uuid"]
+fn an_unreadable_account_file_is_not_logged_with_its_full_uuid() {
+    let p = pool(1, &[("IFLOW_STORE_RESCAN_INTERVAL", "200ms")]);
+    let path = p
+        .dir
+        .path()
+        .join(format!("accounts/{}.json", p.accounts[0]));
+    std::fs::write(&path, "{ not json").unwrap();
+    let warned =
+        p.gw.wait_log(secs(5), |l| l.contains("skipping account file"));
+    assert!(warned, "{}", p.gw.log());
+    let resp = chat(p.gw.addr, &p.accounts[0], &user_body("glm-5", "still live"));
+    assert_eq!(
+        resp.status,
+        200,
+        "the account left service: {}",
+        resp.text()
+    );
+    let log = p.gw.log();
+    assert!(
+        !log.contains(p.accounts[0].as_str()),
+        "full uuid in the log:\n{log}"
+    );
+}
