@@ -289,30 +289,30 @@ impl Handler<Pick> for SchedulerActor {
 
     /// A slot now, a place in the queue, or the reason there is none.
     fn handle(&mut self, msg: Pick, _ctx: &mut Self::Context) -> Self::Result {
-        // Nobody jumps the queue while others wait.
+        // Nobody jumps the queue while others wait: waiters take every free
+        // slot they can use first. A slot left free after that is one no
+        // waiter can use (another model's account), so the newcomer may.
         if !self.queue.is_empty() {
             self.serve_queue();
         }
-        if self.queue.is_empty() {
-            match self.try_pick(&msg.model, msg.affinity.as_deref(), &msg.exclude) {
-                Ok(Some(picked)) => return Ok(PoolAdmission::Ready(picked)),
-                Ok(None) => {}
-                Err(NoAccount::None) => {
-                    return Err(GatewayError::Unavailable(
-                        "no usable account in the pool".into(),
-                    ));
-                }
-                Err(NoAccount::NotForModel) => {
-                    return Err(GatewayError::InvalidRequest {
-                        message: format!("no account in the pool serves model {:?}", msg.model),
-                        code: "model_not_available",
-                    });
-                }
-                Err(NoAccount::Cooling(left)) => {
-                    return Err(GatewayError::PoolCooling {
-                        retry_after: left.as_secs().max(1),
-                    });
-                }
+        match self.try_pick(&msg.model, msg.affinity.as_deref(), &msg.exclude) {
+            Ok(Some(picked)) => return Ok(PoolAdmission::Ready(picked)),
+            Ok(None) => {}
+            Err(NoAccount::None) => {
+                return Err(GatewayError::Unavailable(
+                    "no usable account in the pool".into(),
+                ));
+            }
+            Err(NoAccount::NotForModel) => {
+                return Err(GatewayError::InvalidRequest {
+                    message: format!("no account in the pool serves model {:?}", msg.model),
+                    code: "model_not_available",
+                });
+            }
+            Err(NoAccount::Cooling(left)) => {
+                return Err(GatewayError::PoolCooling {
+                    retry_after: left.as_secs().max(1),
+                });
             }
         }
         self.enqueue(msg)
