@@ -13,6 +13,7 @@ use common::mock::Mock;
 use common::pool::{cli_ok, create_key, import_models, pool, wait_until};
 use common::{assert_error, secs, stream_body, user_body};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const OPENAI_KEY: &str = "sk-openai-0123456789abcdef";
 
@@ -120,4 +121,45 @@ fn an_openai_account_imported_while_running_joins_the_pool() {
     let sent = openai.last_request().body;
     assert_eq!(sent["stream"], true);
     assert_eq!(sent["stream_options"], json!({"include_usage": true}));
+}
+
+/// Requests waiting for a busy account must not turn away a request that
+/// another, idle account could serve at once.
+#[test]
+fn a_full_pool_queue_does_not_refuse_a_model_an_idle_account_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Mock::start(), Mock::start());
+    import_models(
+        dir.path(),
+        "sk-upstream-a-0123456789",
+        &a.base_url(),
+        "iflow",
+        "m-a",
+    );
+    import_models(
+        dir.path(),
+        "sk-upstream-b-0123456789",
+        &b.base_url(),
+        "iflow",
+        "m-b",
+    );
+    let (_, key) = create_key(dir.path(), &[]);
+    let env = [("IFLOW_CONCURRENCY", "1"), ("IFLOW_POOL_QUEUE_SIZE", "1")];
+    let gw = Gateway::start(dir.path(), &env);
+    let spawn = |model: &str, text: &str| {
+        let (addr, key, body) = (gw.addr, key.clone(), user_body(model, text));
+        std::thread::spawn(move || chat(addr, &key, &body))
+    };
+    let held = spawn("m-a", "scenario:hold");
+    assert!(a.wait_in_flight(1, secs(10)));
+    let queued = spawn("m-a", "waits for a");
+    // Nothing shows the pool queue: give the waiter time to join it.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let resp = chat(gw.addr, &key, &user_body("m-b", "b is idle"));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(b.requests().len(), 1);
+    a.release_all();
+    assert_eq!(held.join().unwrap().status, 200);
+    assert_eq!(queued.join().unwrap().status, 200);
 }
