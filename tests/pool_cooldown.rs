@@ -218,3 +218,24 @@ fn a_refused_connection_moves_the_request_and_rests_the_account() {
     );
     assert_no_uuid_in_log(&gw, &[dead, alive]);
 }
+
+#[test]
+fn a_cooldown_on_disk_outlives_a_restart() {
+    let mut p = pool(2, &[]);
+    p.mocks[0].force("status:429:30");
+    until_tried(&p, 0, "probe");
+    cooldown_on_disk(p.dir.path(), &p.accounts[0], Utc::now());
+    assert!(p.gw.terminate(secs(10)).is_some_and(|(e, _)| e.success()));
+
+    p.mocks[0].unforce();
+    p.gw = Gateway::start(p.dir.path(), &[]);
+    assert_eq!(p.usable(), 1);
+    for k in 0..3 {
+        assert_eq!(p.chat(&format!("after restart #{k}")).status, 200);
+    }
+    assert_eq!(
+        p.mocks[0].requests().len(),
+        1,
+        "a restart forgot the cooldown"
+    );
+}
