@@ -128,7 +128,7 @@ fn waiting_requests_are_served_first_come_first_served() {
                 &p.key,
                 user_body("glm-5", &format!("queued {i}")),
             );
-            std::thread::sleep(Duration::from_millis(150));
+            std::thread::sleep(Duration::from_millis(300));
             call
         })
         .collect();
