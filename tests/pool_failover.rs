@@ -134,6 +134,14 @@ fn an_invalid_key_quarantines_the_account_until_it_is_imported_again() {
     assert!(p.wait_usable(2), "the server did not take the re-import");
     let back = until_tried(&p, 0, "re-imported");
     assert_eq!(p.served(&back), [0]);
+    let log = p.gw.log();
+    assert!(
+        log.contains(&format!("account {}: key refused", &p.accounts[0][..8])),
+        "{log}"
+    );
+    for uuid in &p.accounts {
+        assert!(!log.contains(uuid.as_str()), "full uuid in the log:\n{log}");
+    }
 }
 
 #[test]
