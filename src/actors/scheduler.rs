@@ -294,10 +294,17 @@ impl Handler<Pick> for SchedulerActor {
 
     /// A slot now, a place in the queue, or the reason there is none.
     fn handle(&mut self, msg: Pick, _ctx: &mut Self::Context) -> Self::Result {
+        // Nobody jumps the queue while others wait: waiters take every free
+        // slot they can use first. A slot left free after that is one no
+        // waiter can use (another model's account), so the newcomer may.
+        if !self.queue.is_empty() {
+            self.serve_queue();
+        }
         // A request no account can ever take is refused now, not after a
         // wait in the queue.
-        match self.candidates(&msg.model, &msg.exclude) {
-            Ok(_) => {}
+        match self.try_pick(&msg.model, msg.affinity.as_deref(), &msg.exclude) {
+            Ok(Some(picked)) => return Ok(PoolAdmission::Ready(picked)),
+            Ok(None) => {}
             Err(NoAccount::None) => {
                 return Err(GatewayError::Unavailable(
                     "no usable account in the pool".into(),
@@ -314,16 +321,6 @@ impl Handler<Pick> for SchedulerActor {
                     retry_after: left.as_secs_f64().ceil().max(1.0) as u64,
                 });
             }
-        }
-        // Nobody jumps the queue while others wait.
-        if !self.queue.is_empty() {
-            self.serve_queue();
-        }
-        if self.queue.is_empty()
-            && let Ok(Some(picked)) =
-                self.try_pick(&msg.model, msg.affinity.as_deref(), &msg.exclude)
-        {
-            return Ok(PoolAdmission::Ready(picked));
         }
         self.enqueue(msg)
     }

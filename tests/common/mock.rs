@@ -42,6 +42,8 @@ struct Inner {
     /// Connections the gateway closed while the mock was still answering.
     early_closes: usize,
     release_all: bool,
+    /// Answers every request with this scenario, whatever the message says.
+    forced: Option<String>,
 }
 
 #[derive(Default)]
@@ -115,6 +117,19 @@ impl Mock {
         self.shared.lock().early_closes
     }
 
+    /// From now on answers every request with `scenario` (`status:429:30`,
+    /// `biz:434`…), whatever its messages say: one account's upstream failing
+    /// while the others work.
+    pub fn force(&self, scenario: &str) {
+        self.shared
+            .update(|i| i.forced = Some(scenario.to_string()));
+    }
+
+    /// Back to choosing the scenario from the request.
+    pub fn unforce(&self) {
+        self.shared.update(|i| i.forced = None);
+    }
+
     /// Lets every held request (`hold`, `stream_hold`) finish, now and later.
     pub fn release_all(&self) {
         self.shared.update(|i| i.release_all = true);
@@ -151,12 +166,26 @@ impl Drop for Mock {
     }
 }
 
-/// Decrements the in-flight count however the answer ends.
-struct InFlight<'a>(&'a Shared);
+/// Decrements the in-flight count once: when the scenario says its work is
+/// done (before the reply's last byte, so a gateway that sends its next
+/// request the moment it has the reply is never counted twice), or however
+/// the answer ends.
+pub(super) struct InFlight<'a> {
+    shared: &'a Shared,
+    done: std::cell::Cell<bool>,
+}
+
+impl InFlight<'_> {
+    pub(super) fn finish(&self) {
+        if !self.done.replace(true) {
+            self.shared.update(|i| i.in_flight -= 1);
+        }
+    }
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.update(|i| i.in_flight -= 1);
+        self.finish();
     }
 }
 
@@ -172,7 +201,8 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         let method = start.next().unwrap_or_default().to_string();
         let path = start.next().unwrap_or_default().to_string();
         let body: Value = serde_json::from_slice(&raw_body).unwrap_or(Value::Null);
-        let scenario = scenario_of(&body);
+        let forced = shared.lock().forced.clone();
+        let scenario = forced.unwrap_or_else(|| scenario_of(&body));
         shared.update(|i| {
             i.requests.push(Recorded {
                 method,
@@ -185,8 +215,11 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             i.in_flight += 1;
             i.max_in_flight = i.max_in_flight.max(i.in_flight);
         });
-        let _guard = InFlight(shared);
-        if !respond(&mut conn, shared, &scenario, &body) {
+        let flight = InFlight {
+            shared,
+            done: std::cell::Cell::new(false),
+        };
+        if !respond(&mut conn, shared, &flight, &scenario, &body) {
             return;
         }
     }

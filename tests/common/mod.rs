@@ -7,6 +7,8 @@ pub mod fixtures;
 pub mod gateway;
 pub mod iflow;
 pub mod mock;
+pub mod pool;
+pub mod prometheus;
 pub mod proxy;
 pub mod scenarios;
 pub mod wire;

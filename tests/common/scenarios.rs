@@ -1,9 +1,10 @@
 //! The mock upstream's answers, one per scenario name. A scenario comes from
 //! the last user message (`scenario:NAME[:ARG] …`); without one, a stream
-//! request gets the full stream script and any other a completion.
+//! request gets the full stream script and any other a completion. A test
+//! can also force one scenario on every request a mock gets (`Mock::force`).
 
 use super::fixtures::{self, biz_error};
-use super::mock::{Held, Shared, hold};
+use super::mock::{Held, InFlight, Shared, hold};
 use super::wire::{Conn, write_chunk};
 use flate2::Compression;
 use flate2::write::{GzEncoder, ZlibEncoder};
@@ -38,7 +39,13 @@ pub(super) fn scenario_of(body: &Value) -> String {
 }
 
 /// Answers one request; `false` when the connection must not be reused.
-pub(super) fn respond(conn: &mut Conn, shared: &Shared, scenario: &str, body: &Value) -> bool {
+pub(super) fn respond(
+    conn: &mut Conn,
+    shared: &Shared,
+    flight: &InFlight<'_>,
+    scenario: &str,
+    body: &Value,
+) -> bool {
     let model = body["model"].as_str().unwrap_or("m").to_string();
     let (name, arg) = scenario.split_once(':').unwrap_or((scenario, ""));
     let complete = fixtures::completion(&model, true).to_string();
@@ -60,6 +67,7 @@ pub(super) fn respond(conn: &mut Conn, shared: &Shared, scenario: &str, body: &V
         }
         "slow_complete" => {
             std::thread::sleep(Duration::from_millis(arg.parse().unwrap_or(150)));
+            flight.finish();
             reply(s, 200, "application/json", &[], complete.as_bytes())
         }
         "gzip" => {
@@ -99,15 +107,27 @@ pub(super) fn respond(conn: &mut Conn, shared: &Shared, scenario: &str, body: &V
             )
         }
         "status" => {
-            let code: u16 = arg.parse().unwrap_or(500);
+            // `status:CODE[:RETRY_AFTER]`; a 429 says 17 s unless told.
+            let (code, retry_after) = arg.split_once(':').unwrap_or((arg, ""));
+            let code: u16 = code.parse().unwrap_or(500);
             let b =
                 json!({"error": {"message": format!("mock status {code}"), "type": "mock_error"}});
-            let extra: &[(&str, &str)] = if code == 429 {
-                &[("retry-after", "17")]
-            } else {
-                &[]
+            let retry_after = match (code, retry_after) {
+                (_, r) if !r.is_empty() => Some(r),
+                (429, _) => Some("17"),
+                _ => None,
             };
-            reply(s, code, "application/json", extra, b.to_string().as_bytes())
+            let extra: Vec<(&str, &str)> = retry_after
+                .map(|r| ("retry-after", r))
+                .into_iter()
+                .collect();
+            reply(
+                s,
+                code,
+                "application/json",
+                &extra,
+                b.to_string().as_bytes(),
+            )
         }
         "biz" | "biz_text" => {
             let payload = biz_error(arg).map_or("{}", |b| b.body);

@@ -252,7 +252,8 @@ impl Directory {
     }
 
     /// The gateway key `token` (keys are stored as SHA-256 digests), while
-    /// it has not expired.
+    /// it is usable: a key that expired since the directory was published
+    /// must not wait for the next rescan to stop working.
     pub fn key(&self, token: &str) -> Option<Arc<KeyHandle>> {
         self.keys
             .get(&digest(token))
