@@ -4,6 +4,7 @@
 
 use super::fixtures::{self, biz_error};
 use super::mock::{Held, Shared, hold};
+use super::scripted;
 use super::wire::{Conn, write_chunk};
 use flate2::Compression;
 use flate2::write::{GzEncoder, ZlibEncoder};
@@ -207,6 +208,13 @@ pub(super) fn respond(conn: &mut Conn, shared: &Shared, scenario: &str, body: &V
         "never" => {
             let _ = hold(conn, shared);
             false
+        }
+        name if scripted::handles(name) && body["stream"] == true => {
+            stream_head(s, &[]) && stream_pieces(s, scripted::sse(name, body).as_bytes())
+        }
+        "tools" => {
+            let b = scripted::completion(body).to_string();
+            reply(s, 200, "application/json", &[], b.as_bytes())
         }
         other => reply(
             s,
