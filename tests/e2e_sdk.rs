@@ -153,6 +153,32 @@ fn openai_python_tool_round_trip_sends_the_result_back_and_gets_an_answer_quotin
 }
 
 #[test]
+fn openai_python_lists_models_and_raises_typed_errors() {
+    let s = setup(&[]);
+    let got = run(&s, &python(), "openai_sdk.py", "errors");
+    let models = got["models"].as_array().expect("models");
+    for id in ["glm-5", "qwen3-coder-plus"] {
+        assert!(models.contains(&json!(id)), "{id} not in {models:?}");
+    }
+    assert_eq!(
+        got["auth"],
+        json!(["AuthenticationError", 401, "invalid_api_key"])
+    );
+    assert_eq!(
+        got["rate"],
+        json!(["RateLimitError", 429, "upstream_rate_limited", "17"])
+    );
+    let mid = got["mid_stream"].as_array().expect("mid_stream");
+    assert_eq!(mid[..2], [json!("APIError"), json!("upstream_key_invalid")]);
+    assert!(
+        mid[2]
+            .as_str()
+            .is_some_and(|m| m.contains("Invalid apiKey")),
+        "{got}"
+    );
+}
+
+#[test]
 fn openai_node_stream_assembles_the_text_from_deltas() {
     let s = setup(&[]);
     let got = run(&s, &node(), "openai_stream.mjs", "");

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+import openai
 from openai import OpenAI
 
 client = OpenAI(
@@ -104,5 +105,28 @@ def tools():
     }
 
 
+def errors():
+    out = {"models": [m.id for m in client.models.list()]}
+    try:
+        OpenAI(base_url=client.base_url, api_key="wrong-key", max_retries=0).models.list()
+    except openai.AuthenticationError as e:
+        out["auth"] = [type(e).__name__, e.status_code, e.code]
+    try:
+        client.chat.completions.create(
+            model="glm-5", messages=[{"role": "user", "content": "scenario:status:429"}]
+        )
+    except openai.RateLimitError as e:
+        out["rate"] = [type(e).__name__, e.status_code, e.code, e.response.headers.get("retry-after")]
+    try:
+        for _ in client.chat.completions.create(
+            model="glm-5", messages=[{"role": "user", "content": "scenario:stream_biz:434"}], stream=True
+        ):
+            pass
+    except openai.APIError as e:
+        out["mid_stream"] = [type(e).__name__, e.code, e.message]
+    return out
+
+
 if __name__ == "__main__":
-    print(json.dumps({"complete": complete, "stream": stream, "tools": tools}[sys.argv[1]]()))
+    cases = {"complete": complete, "stream": stream, "tools": tools, "errors": errors}
+    print(json.dumps(cases[sys.argv[1]]()))
