@@ -11,7 +11,7 @@ use common::anthropic::{
 };
 use common::client::Response;
 use common::scripted::{STREAM_USAGE, TEXT_DELTAS, THINK_DELTAS, TWO_CALLS};
-use common::setup;
+use common::{API_KEY, setup};
 use serde_json::{Value, json};
 
 fn text_delta(index: usize, text: &str) -> (String, Value) {
@@ -126,7 +126,7 @@ fn upstream_error_mid_stream_ends_the_stream_with_an_error_event() {
     assert_error_body(&evs[3].1, "authentication_error");
     let message = evs[3].1["error"]["message"].as_str().unwrap();
     assert!(message.contains("Invalid apiKey"), "{message}");
-    assert!(!resp.text().contains(common::API_KEY));
+    assert!(!resp.text().contains(API_KEY));
 }
 
 #[test]
@@ -202,4 +202,29 @@ fn default_stream_script_keeps_reasoning_text_and_the_tool_call_in_order() {
     );
     let end = message_end("tool_use", (11, 7));
     assert_eq!(evs[evs.len() - 2..], end);
+}
+
+#[test]
+fn plain_openai_account_streams_the_same_events_and_gets_the_translated_body() {
+    let s = common::setup_kind("openai", &[]);
+    let resp = messages(s.gw.addr, &s.account, &stream_msg("scenario:stream_text"));
+    assert_stream_head(&resp);
+    let mut want = vec![
+        message_start(MODEL),
+        block_start(0, json!({"type": "text", "text": ""})),
+    ];
+    want.extend(TEXT_DELTAS.iter().map(|t| text_delta(0, t)));
+    want.push(block_stop(0));
+    want.extend(message_end("end_turn", STREAM_USAGE));
+    assert_eq!(events_without_id(&resp.text()), want);
+    let sent = s.mock.last_request();
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {API_KEY}").as_str())
+    );
+    assert_eq!(
+        sent.body,
+        json!({"model": "glm-5", "messages": [{"role": "user", "content": "scenario:stream_text"}],
+               "stream": true, "max_tokens": 1024, "stream_options": {"include_usage": true}})
+    );
 }
