@@ -5,7 +5,9 @@
 //!   once it is, it answers [`tool_answer`] of the tool's result. Stream or
 //!   not, as the request asks (the stream splits the arguments in fragments).
 //! - `stream_text`: text only; `stream_think`: reasoning, then text;
-//!   `stream_tools2`: text, then two tool calls with argument fragments.
+//!   `stream_tools2`: text, then two tool calls with argument fragments;
+//!   `stream_tools2_noindex`: the same calls without `index`, each whole in
+//!   one chunk, as some OpenAI-compatible providers send them.
 
 use serde_json::{Value, json};
 
@@ -31,7 +33,7 @@ pub fn tool_answer(result: &str) -> String {
 pub fn handles(name: &str) -> bool {
     matches!(
         name,
-        "tools" | "stream_text" | "stream_think" | "stream_tools2"
+        "tools" | "stream_text" | "stream_think" | "stream_tools2" | "stream_tools2_noindex"
     )
 }
 
@@ -120,6 +122,16 @@ pub fn chunks(name: &str, body: &Value) -> Vec<Value> {
             for (i, (id, name, fragments)) in TWO_CALLS.iter().enumerate() {
                 out.push(chunk(call_delta(i, id, name, ""), None));
                 out.extend(fragments.iter().map(|f| chunk(args_delta(i, f), None)));
+            }
+            ("tool_calls", STREAM_USAGE)
+        }
+        "stream_tools2_noindex" => {
+            for (id, name, fragments) in TWO_CALLS {
+                let mut delta = call_delta(0, id, name, &fragments.concat());
+                delta["tool_calls"][0]
+                    .as_object_mut()
+                    .map(|c| c.remove("index"));
+                out.push(chunk(delta, None));
             }
             ("tool_calls", STREAM_USAGE)
         }
