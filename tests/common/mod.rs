@@ -2,6 +2,7 @@
 //! binary as a child process, a raw HTTP client and tiny proxies.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod anthropic;
 pub mod client;
 pub mod fixtures;
 pub mod gateway;
@@ -11,6 +12,7 @@ pub mod pool;
 pub mod prometheus;
 pub mod proxy;
 pub mod scenarios;
+pub mod scripted;
 pub mod wire;
 
 use client::Response;

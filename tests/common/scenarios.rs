@@ -5,6 +5,7 @@
 
 use super::fixtures::{self, biz_error};
 use super::mock::{Held, InFlight, Shared, hold};
+use super::scripted;
 use super::wire::{Conn, write_chunk};
 use flate2::Compression;
 use flate2::write::{GzEncoder, ZlibEncoder};
@@ -227,6 +228,13 @@ pub(super) fn respond(
         "never" => {
             let _ = hold(conn, shared);
             false
+        }
+        name if scripted::handles(name) && body["stream"] == true => {
+            stream_head(s, &[]) && stream_pieces(s, scripted::sse(name, body).as_bytes())
+        }
+        "tools" => {
+            let b = scripted::completion(body).to_string();
+            reply(s, 200, "application/json", &[], b.as_bytes())
         }
         other => reply(
             s,
