@@ -51,7 +51,10 @@ fn reasoning_then_text_is_a_thinking_block_then_a_text_block() {
     assert_stream_head(&resp);
     let mut want = vec![
         message_start(MODEL),
-        block_start(0, json!({"type": "thinking", "thinking": ""})),
+        block_start(
+            0,
+            json!({"type": "thinking", "thinking": "", "signature": ""}),
+        ),
     ];
     want.extend(
         THINK_DELTAS
@@ -195,7 +198,7 @@ fn default_stream_script_keeps_reasoning_text_and_the_tool_call_in_order() {
     assert_eq!(
         starts,
         [
-            &json!({"type": "thinking", "thinking": ""}),
+            &json!({"type": "thinking", "thinking": "", "signature": ""}),
             &json!({"type": "text", "text": ""}),
             &json!({"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {}}),
         ]
@@ -234,7 +237,6 @@ fn plain_openai_account_streams_the_same_events_and_gets_the_translated_body() {
 /// `index` (src/anthropic/stream.rs, `on_tool_call`): one tool_use block
 /// whose input is `{"city":"Paris"}{"tz":"CET"}`.
 #[test]
-#[ignore = "bug: tool calls without `index` are merged into one tool_use block"]
 fn tool_calls_without_index_but_with_their_own_ids_are_separate_blocks() {
     let s = setup(&[]);
     let resp = messages(

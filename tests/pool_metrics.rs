@@ -190,11 +190,9 @@ fn metrics_match_the_requests_failovers_cooldowns_and_account_states() {
 }
 
 /// A live account whose file turns unreadable stays in service (its uuid
-/// still works as a bearer token), yet the warning names the file by its
-/// full uuid. `tests/accounts.rs` asserts the full uuid in that warning, so
-/// this is left for the owners of both to settle.
+/// still works as a bearer token), and the warning names the file by the
+/// short id only.
 #[test]
-#[ignore = "bug: the skipped-file warning logs a live account's full uuid"]
 fn an_unreadable_account_file_is_not_logged_with_its_full_uuid() {
     let p = pool(1, &[("IFLOW_STORE_RESCAN_INTERVAL", "200ms")]);
     let path = p

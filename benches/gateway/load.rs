@@ -110,7 +110,7 @@ async fn worker(addr: SocketAddr, request: &[u8], deadline: Instant) -> PhaseRes
         let sent = Instant::now();
         buf.clear();
         match exchange(stream, request, &mut buf, sent, &mut result.chunk_delays).await {
-            Some((status, ttfb)) if status == 200 => {
+            Some((200, ttfb)) => {
                 result.requests += 1;
                 result.latencies.push(micros(sent.elapsed()));
                 result.ttfbs.push(micros(ttfb));
@@ -176,7 +176,8 @@ async fn exchange(
         scanned += scan_events(&buf[scanned..], delays);
         let tail = &buf[buf.len().saturating_sub(last_read + 7).max(head_end)..];
         if memmem::find(tail, b"0\r\n\r\n").is_some()
-            && (buf[head_end..].starts_with(b"0\r\n\r\n") || memmem::find(tail, b"\r\n0\r\n\r\n").is_some())
+            && (buf[head_end..].starts_with(b"0\r\n\r\n")
+                || memmem::find(tail, b"\r\n0\r\n\r\n").is_some())
         {
             return Some((status, ttfb.unwrap_or_else(|| sent.elapsed())));
         }
@@ -204,7 +205,10 @@ fn scan_events(bytes: &[u8], delays: &mut Vec<u32>) -> usize {
             return at + i;
         };
         let end = start + len;
-        if let Ok(sent) = std::str::from_utf8(&bytes[start..end]).unwrap_or("x").parse::<u64>() {
+        if let Ok(sent) = std::str::from_utf8(&bytes[start..end])
+            .unwrap_or("x")
+            .parse::<u64>()
+        {
             delays.push(u32::try_from(now.saturating_sub(sent)).unwrap_or(u32::MAX));
         }
         at = end;

@@ -29,11 +29,36 @@ pub struct Scenario {
 }
 
 const SCENARIOS: &[Scenario] = &[
-    Scenario { name: "non-stream, concurrency 1", model: "bench-ns", stream: false, concurrency: 1 },
-    Scenario { name: "non-stream, concurrency 64", model: "bench-ns", stream: false, concurrency: 64 },
-    Scenario { name: "20-chunk stream, concurrency 64", model: "bench-s20", stream: true, concurrency: 64 },
-    Scenario { name: "50 ms-paced stream, concurrency 256", model: "bench-s50", stream: true, concurrency: 256 },
-    Scenario { name: "50 ms-paced stream, concurrency 1000", model: "bench-s50", stream: true, concurrency: 1000 },
+    Scenario {
+        name: "non-stream, concurrency 1",
+        model: "bench-ns",
+        stream: false,
+        concurrency: 1,
+    },
+    Scenario {
+        name: "non-stream, concurrency 64",
+        model: "bench-ns",
+        stream: false,
+        concurrency: 64,
+    },
+    Scenario {
+        name: "20-chunk stream, concurrency 64",
+        model: "bench-s20",
+        stream: true,
+        concurrency: 64,
+    },
+    Scenario {
+        name: "50 ms-paced stream, concurrency 256",
+        model: "bench-s50",
+        stream: true,
+        concurrency: 256,
+    },
+    Scenario {
+        name: "50 ms-paced stream, concurrency 1000",
+        model: "bench-s50",
+        stream: true,
+        concurrency: 1000,
+    },
 ];
 
 /// What one scenario measured, per target.
@@ -76,7 +101,10 @@ fn start_gateway(data: &std::path::Path) -> (Proc, SocketAddr) {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("listening on http://").nth(1)
-                && let Some(addr) = rest.split(' ').next().and_then(|a| a.parse::<SocketAddr>().ok())
+                && let Some(addr) = rest
+                    .split(' ')
+                    .next()
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
             {
                 let _ = tx.send(addr);
             } else if line.contains("WARN") || line.contains("ERROR") || line.contains("panicked") {
@@ -84,7 +112,9 @@ fn start_gateway(data: &std::path::Path) -> (Proc, SocketAddr) {
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(15)).expect("gateway address");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("gateway address");
     (Proc(child), addr)
 }
 
@@ -96,9 +126,13 @@ fn body(s: &Scenario) -> String {
 }
 
 fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let phase = Duration::from_secs(seconds.max(1));
-    let report_dir = PathBuf::from(std::env::var("BENCH_REPORT").unwrap_or_else(|_| "target/bench".into()));
+    let report_dir =
+        PathBuf::from(std::env::var("BENCH_REPORT").unwrap_or_else(|_| "target/bench".into()));
     let mock_port = mock::start();
     let mock_addr: SocketAddr = ([127, 0, 0, 1], mock_port).into();
 
@@ -116,15 +150,37 @@ fn main() {
     let nginx = procfs::Nginx::start(mock_port);
     let rss_start = procfs::rss_kib(gw_pid, "VmRSS");
 
-    let direct = Target { addr: mock_addr, path: "/v1/chat/completions".into(), bearer: None };
-    let through = Target { addr: gateway_addr, path: "/v1/chat/completions".into(), bearer: Some(account.uuid.clone()) };
+    let direct = Target {
+        addr: mock_addr,
+        path: "/v1/chat/completions".into(),
+        bearer: None,
+    };
+    let through = Target {
+        addr: gateway_addr,
+        path: "/v1/chat/completions".into(),
+        bearer: Some(account.uuid.clone()),
+    };
     // Warm both paths (connections, allocator) before measuring.
-    load::run(through.clone(), body(&SCENARIOS[1]), 64, Duration::from_millis(500));
-    load::run(direct.clone(), body(&SCENARIOS[1]), 64, Duration::from_millis(500));
+    load::run(
+        through.clone(),
+        body(&SCENARIOS[1]),
+        64,
+        Duration::from_millis(500),
+    );
+    load::run(
+        direct.clone(),
+        body(&SCENARIOS[1]),
+        64,
+        Duration::from_millis(500),
+    );
 
     let mut results = Vec::new();
     for s in SCENARIOS {
-        eprintln!("running: {} ({} s per phase, 2 rounds)", s.name, phase.as_secs());
+        eprintln!(
+            "running: {} ({} s per phase, 2 rounds)",
+            s.name,
+            phase.as_secs()
+        );
         let mut m = Measured {
             direct: PhaseResult::default(),
             gateway: PhaseResult::default(),
@@ -133,15 +189,26 @@ fn main() {
             nginx_cpu: None,
         };
         for _round in 0..2 {
-            merge(&mut m.direct, load::run(direct.clone(), body(s), s.concurrency, phase));
+            merge(
+                &mut m.direct,
+                load::run(direct.clone(), body(s), s.concurrency, phase),
+            );
             let before = procfs::cpu(gw_pid);
-            merge(&mut m.gateway, load::run(through.clone(), body(s), s.concurrency, phase));
+            merge(
+                &mut m.gateway,
+                load::run(through.clone(), body(s), s.concurrency, phase),
+            );
             m.gateway_cpu += procfs::cpu(gw_pid).saturating_sub(before);
             if let Some(n) = &nginx {
                 let before = procfs::cpu(n.pid());
-                let target = Target { addr: n.addr, path: "/v1/chat/completions".into(), bearer: None };
+                let target = Target {
+                    addr: n.addr,
+                    path: "/v1/chat/completions".into(),
+                    bearer: None,
+                };
                 let r = load::run(target, body(s), s.concurrency, phase);
-                *m.nginx_cpu.get_or_insert(Duration::ZERO) += procfs::cpu(n.pid()).saturating_sub(before);
+                *m.nginx_cpu.get_or_insert(Duration::ZERO) +=
+                    procfs::cpu(n.pid()).saturating_sub(before);
                 merge(m.nginx.get_or_insert_with(PhaseResult::default), r);
             }
         }

@@ -113,7 +113,8 @@ fn chunk(payload: &str) -> Vec<u8> {
 }
 
 async fn stream_reply(stream: &mut TcpStream, gap: Duration) -> bool {
-    let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+    let head =
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
     if stream.write_all(head).await.is_err() {
         return false;
     }

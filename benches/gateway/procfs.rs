@@ -11,7 +11,12 @@ pub fn cpu(pid: u32) -> Duration {
     // Fields after the command name (which may hold spaces) start after ')'.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
     let total = ticks(11) + ticks(12);
     Duration::from_secs_f64(total as f64 / clock_ticks() as f64)
@@ -60,8 +65,14 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(mock_port: u16) -> Option<Self> {
-        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| std::path::Path::new(p).exists())?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let dir = std::env::temp_dir().join(format!("iflow-bench-nginx-{}", std::process::id()));
         std::fs::create_dir_all(&dir).ok()?;
         let conf = format!(
@@ -91,7 +102,11 @@ http {{
             .ok()?;
         for _ in 0..50 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(Self { child, addr: ([127, 0, 0, 1], port).into(), dir });
+                return Some(Self {
+                    child,
+                    addr: ([127, 0, 0, 1], port).into(),
+                    dir,
+                });
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -72,7 +72,9 @@ fn checks(results: &[Measured], peak_rss_kib: u64) -> Vec<Check> {
         },
         Check {
             what: "added p99 time to first byte, 50 ms-paced streams at 256",
-            measured: (percentile(&s256.gateway.ttfbs, 0.99) - percentile(&s256.direct.ttfbs, 0.99)) / 1000.0,
+            measured: (percentile(&s256.gateway.ttfbs, 0.99)
+                - percentile(&s256.direct.ttfbs, 0.99))
+                / 1000.0,
             limit: 1.0,
             unit: "ms",
             lower_is_better: true,
@@ -111,7 +113,11 @@ fn row(out: &mut String, name: &str, r: &PhaseResult, cpu: Option<Duration>, str
         ms(percentile(&r.latencies, 0.99)),
         ms(percentile(&r.latencies, 0.999)),
         if stream {
-            format!("{:.3} / {:.3}", ms(percentile(&r.ttfbs, 0.5)), ms(percentile(&r.ttfbs, 0.99)))
+            format!(
+                "{:.3} / {:.3}",
+                ms(percentile(&r.ttfbs, 0.5)),
+                ms(percentile(&r.ttfbs, 0.99))
+            )
         } else {
             "-".into()
         },
@@ -130,21 +136,47 @@ pub fn markdown(
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Gateway benchmark\n");
-    let _ = writeln!(out, "Machine: {machine}. Phases of {seconds} s, two rounds each, direct and gateway interleaved.\n");
+    let _ = writeln!(
+        out,
+        "Machine: {machine}. Phases of {seconds} s, two rounds each, direct and gateway interleaved.\n"
+    );
     for (s, m) in scenarios.iter().zip(results) {
         let _ = writeln!(out, "## {}\n", s.name);
-        let _ = writeln!(out, "| target | req/s | p50 ms | p99 ms | p99.9 ms | TTFB p50 / p99 ms | CPU µs/req | errors |");
+        let _ = writeln!(
+            out,
+            "| target | req/s | p50 ms | p99 ms | p99.9 ms | TTFB p50 / p99 ms | CPU µs/req | errors |"
+        );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
         row(&mut out, "direct to mock", &m.direct, None, s.stream);
-        row(&mut out, "gateway", &m.gateway, Some(m.gateway_cpu), s.stream);
+        row(
+            &mut out,
+            "gateway",
+            &m.gateway,
+            Some(m.gateway_cpu),
+            s.stream,
+        );
         if let Some(n) = &m.nginx {
             row(&mut out, "nginx", n, m.nginx_cpu, s.stream);
         }
-        let added = |p: f64| (percentile(&m.gateway.latencies, p) - percentile(&m.direct.latencies, p)) / 1000.0;
-        let _ = writeln!(out, "\nAdded latency: p50 {:.3} ms, p99 {:.3} ms.", added(0.5), added(0.99));
+        let added = |p: f64| {
+            (percentile(&m.gateway.latencies, p) - percentile(&m.direct.latencies, p)) / 1000.0
+        };
+        let _ = writeln!(
+            out,
+            "\nAdded latency: p50 {:.3} ms, p99 {:.3} ms.",
+            added(0.5),
+            added(0.99)
+        );
         if s.stream {
-            let ttfb = |p: f64| (percentile(&m.gateway.ttfbs, p) - percentile(&m.direct.ttfbs, p)) / 1000.0;
-            let _ = writeln!(out, "Added time to first byte: p50 {:.3} ms, p99 {:.3} ms.", ttfb(0.5), ttfb(0.99));
+            let ttfb = |p: f64| {
+                (percentile(&m.gateway.ttfbs, p) - percentile(&m.direct.ttfbs, p)) / 1000.0
+            };
+            let _ = writeln!(
+                out,
+                "Added time to first byte: p50 {:.3} ms, p99 {:.3} ms.",
+                ttfb(0.5),
+                ttfb(0.99)
+            );
             if !m.gateway.chunk_delays.is_empty() {
                 let _ = writeln!(
                     out,
@@ -169,7 +201,10 @@ pub fn markdown(
         rss_start_kib as f64 / 1024.0,
         peak_rss_kib as f64 / 1024.0
     );
-    let _ = writeln!(out, "## Targets\n\n| target | measured | limit | result |\n|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "## Targets\n\n| target | measured | limit | result |\n|---|---|---|---|"
+    );
     for c in checks(results, peak_rss_kib) {
         let verdict = if c.passes() {
             "met".to_string()

@@ -48,6 +48,9 @@ impl ResponseError for AnthropicError {
         {
             res.insert_header((header::RETRY_AFTER, v));
         }
+        if let GatewayError::MethodNotAllowed { allow, .. } = &self.0 {
+            res.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+        }
         res.json(body(&self.0))
     }
 }

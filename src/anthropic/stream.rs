@@ -31,7 +31,8 @@ pub struct MessageStream {
     done: bool,
     open: Option<(usize, Block)>,
     next_index: usize,
-    tools: Vec<(u64, usize)>,
+    /// Tool calls seen: (OpenAI call index, block index, call id).
+    tools: Vec<(u64, usize, String)>,
     finish: Option<String>,
     usage: Option<Value>,
     error: Option<String>,
@@ -108,9 +109,6 @@ impl MessageStream {
         let index = self.next_index;
         self.next_index += 1;
         self.open = Some((index, block));
-        if let Block::Tool(t) = block {
-            self.tools.push((t, index));
-        }
         event(
             out,
             "content_block_start",
@@ -143,7 +141,7 @@ impl MessageStream {
         {
             let i = self.ensure(
                 Block::Thinking,
-                json!({ "type": "thinking", "thinking": "" }),
+                json!({ "type": "thinking", "thinking": "", "signature": "" }),
                 out,
             );
             self.delta(
@@ -185,26 +183,36 @@ impl MessageStream {
     fn on_tool_call(&mut self, call: &Value, out: &mut BytesMut) {
         let n = call.get("index").and_then(Value::as_u64).unwrap_or(0);
         let function = call.get("function").cloned().unwrap_or(Value::Null);
-        let known = self.tools.iter().find(|(t, _)| *t == n).map(|(_, i)| *i);
-        let index = match known {
-            // A later fragment of a call already open, or (rarely) of one
-            // already closed: it keeps its block index either way.
-            Some(i) if call.get("id").is_none() || self.open == Some((i, Block::Tool(n))) => i,
+        let id = call
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty());
+        let known = self
+            .tools
+            .iter()
+            .rev()
+            .find(|(t, _, _)| *t == n)
+            .map(|(_, i, known_id)| (*i, known_id.clone()));
+        // A fragment without an id (or repeating its call's id) continues
+        // that call; a new id starts a new block even at the same index, as
+        // providers that omit `index` send every call as index 0.
+        let index = match (known, id) {
+            (Some((i, _)), None) => i,
+            (Some((i, known_id)), Some(id)) if known_id == id => i,
             _ => {
-                let id = call
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| new_id("toolu_"), str::to_string);
+                let id = id.map_or_else(|| new_id("toolu_"), str::to_string);
                 let name = function
                     .get("name")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                self.tools.retain(|(t, _)| *t != n);
-                self.ensure(
-                    Block::Tool(n),
+                let block = self.next_index as u64;
+                let index = self.ensure(
+                    Block::Tool(block),
                     json!({ "type": "tool_use", "id": id, "name": name, "input": {} }),
                     out,
-                )
+                );
+                self.tools.push((n, index, id));
+                index
             }
         };
         if let Some(args) = function

@@ -20,12 +20,13 @@ pub mod server;
 use crate::actors::refresher::RefresherActor;
 use crate::actors::registry::{AccountRegistry, CooldownPolicy, SharedDirectory, UsageLedger};
 use crate::actors::scheduler::SchedulerActor;
+use crate::anthropic::errors::AnthropicError;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::telemetry::Telemetry;
 use actix::Addr;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use std::sync::Arc;
 
 /// Shared by every worker.
@@ -70,23 +71,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/v1/messages")
                 .route(web::post().to(messages::create))
-                .default_service(web::to(only_post)),
+                .default_service(web::to(only_post_anthropic)),
         )
         .service(
             web::resource("/v1/messages/count_tokens")
                 .route(web::post().to(messages::count_tokens))
-                .default_service(web::to(only_post)),
+                .default_service(web::to(only_post_anthropic)),
         )
         .default_service(web::to(not_found));
 }
 
 pub use access_log::access_log;
 
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
-    Err(GatewayError::NotFound {
+/// Unknown paths; under `/v1/messages` the error has the Anthropic shape.
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    let err = GatewayError::NotFound {
         method: req.method().to_string(),
         path: req.path().to_string(),
-    })
+    };
+    if req.path().starts_with("/v1/messages") {
+        AnthropicError(err).error_response()
+    } else {
+        err.error_response()
+    }
+}
+
+async fn only_post_anthropic(req: HttpRequest) -> Result<HttpResponse, AnthropicError> {
+    Err(AnthropicError(method_not_allowed(&req, "POST")))
 }
 
 async fn only_get(req: HttpRequest) -> Result<HttpResponse, GatewayError> {

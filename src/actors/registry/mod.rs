@@ -208,7 +208,17 @@ impl AccountRegistry {
     fn report(&mut self, kind: &str, problems: &[(PathBuf, String)]) {
         for (path, reason) in problems {
             if self.reported.insert(path.clone()) {
-                log::warn!("skipping {kind} file {}: {reason}", path.display());
+                // An account file is named by its uuid, a credential: show
+                // the short id, enough to find the file.
+                let shown = match (kind, path.file_stem(), path.parent()) {
+                    ("account", Some(stem), Some(dir)) => format!(
+                        "{}/{}….json",
+                        dir.display(),
+                        short_id(&stem.to_string_lossy())
+                    ),
+                    _ => path.display().to_string(),
+                };
+                log::warn!("skipping {kind} file {shown}: {reason}");
             }
         }
     }

@@ -131,7 +131,7 @@ fn reasoning_then_text() {
     );
     assert_eq!(
         e[1].1["content_block"],
-        json!({ "type": "thinking", "thinking": "" })
+        json!({ "type": "thinking", "thinking": "", "signature": "" })
     );
     assert_eq!(
         e[2].1["delta"],
