@@ -84,7 +84,7 @@ fn start_gateway(data: &std::path::Path) -> (Proc, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_iflow-actix"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("IFLOW_CONCURRENCY", "100000")
+        .env("IFLOW_CONCURRENCY", "10000")
         .env("IFLOW_QUEUE_SIZE", "100000")
         // Only the address line: per-request logging is not what is measured.
         .env("RUST_LOG", "warn,iflow_actix::http::server=info")
@@ -107,7 +107,7 @@ fn start_gateway(data: &std::path::Path) -> (Proc, SocketAddr) {
                     .and_then(|a| a.parse::<SocketAddr>().ok())
             {
                 let _ = tx.send(addr);
-            } else if line.contains("WARN") || line.contains("ERROR") || line.contains("panicked") {
+            } else if line.contains("WARN") || line.contains("ERROR") || line.contains("panicked") || line.starts_with("error") {
                 eprintln!("gateway: {line}");
             }
         }
@@ -174,8 +174,20 @@ fn main() {
         Duration::from_millis(500),
     );
 
+    // BENCH_ONLY=2 runs just scenario 2 (1-based), e.g. to profile it.
+    let only: Option<usize> = std::env::var("BENCH_ONLY").ok().and_then(|v| v.parse().ok());
     let mut results = Vec::new();
-    for s in SCENARIOS {
+    for (i, s) in SCENARIOS.iter().enumerate() {
+        if only.is_some_and(|o| o != i + 1) {
+            results.push(Measured {
+                direct: PhaseResult::default(),
+                gateway: PhaseResult::default(),
+                nginx: None,
+                gateway_cpu: Duration::ZERO,
+                nginx_cpu: None,
+            });
+            continue;
+        }
         eprintln!(
             "running: {} ({} s per phase, 2 rounds)",
             s.name,

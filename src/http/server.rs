@@ -144,6 +144,9 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     // Whole seconds only; round up so "500ms" still leaves some grace.
     .shutdown_timeout(config.shutdown_timeout.as_secs_f64().ceil() as u64)
     .backlog(2048)
+    // Stream events are small writes: without this, Nagle's algorithm holds
+    // each one until the client's delayed ACK (tens of milliseconds).
+    .tcp_nodelay(true)
     .disable_signals()
     .bind((config.host.as_str(), config.port))
     .map_err(|source| ServeError::Bind {
