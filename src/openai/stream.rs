@@ -65,7 +65,13 @@ impl StreamShaper {
         self.chunks += 1;
         out.reserve(payload.len() + 8);
         out.put_slice(b"data: ");
-        out.put_slice(payload);
+        if memchr::memchr(b'\r', payload).is_some() {
+            // A lone CR ends a line for the client's SSE parser and would cut
+            // the event in two. In JSON a raw CR can only be whitespace.
+            out.extend(payload.iter().map(|&b| if b == b'\r' { b' ' } else { b }));
+        } else {
+            out.put_slice(payload);
+        }
         out.put_slice(b"\n\n");
     }
 }
@@ -243,6 +249,21 @@ mod tests {
         );
         assert!(out.ends_with("data: [DONE]\n\n"));
         assert!(!out.contains("never"));
+    }
+
+    /// Found by the `sse_stream` fuzz target: a CR inside an upstream line
+    /// was passed through, and SSE clients split the event at it.
+    #[test]
+    fn a_carriage_return_inside_a_chunk_does_not_split_the_event() {
+        let mut s = StreamShaper::new(Profile::Iflow, true, false);
+        let out = run(
+            &mut s,
+            vec![data("{\"choices\":\r[{\"delta\":{\"content\":\"a\"}}]}")],
+        );
+        assert_eq!(
+            out,
+            "data: {\"choices\": [{\"delta\":{\"content\":\"a\"}}]}\n\n"
+        );
     }
 
     #[test]
