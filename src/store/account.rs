@@ -188,9 +188,16 @@ mod go_time {
         let raw: Option<String> = Option::deserialize(d)?;
         match raw.as_deref() {
             None | Some("") | Some(ZERO) => Ok(None),
-            Some(text) => DateTime::parse_from_rfc3339(text)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|e| serde::de::Error::custom(format!("bad time {text:?}: {e}"))),
+            Some(text) => {
+                let t = DateTime::parse_from_rfc3339(text)
+                    .map_err(|e| serde::de::Error::custom(format!("bad time {text:?}: {e}")))?
+                    .with_timezone(&Utc);
+                // The zero instant in another spelling (`+00:00`, `.000Z`) is
+                // still Go's "no time"; kept as a time it would be written back
+                // as ZERO and read as `None`, so a rewrite would change it.
+                let zero = t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true) == ZERO;
+                Ok((!zero).then_some(t))
+            }
         }
     }
 }
@@ -234,6 +241,21 @@ mod tests {
         assert_eq!(back["oauth_expires_at"], "0001-01-01T00:00:00Z");
         assert_eq!(back["created_at"], "2026-02-27T10:11:12.123456789Z");
         assert!(back.get("oauth_access_token").is_none());
+    }
+
+    /// Found by the `account_file` fuzz target: the zero time spelled
+    /// differently read as a time, and a rewrite turned it into `None`.
+    #[test]
+    fn the_go_zero_time_in_any_spelling_is_no_time() {
+        for zero in ["0001-01-01T00:00:00+00:00", "0001-01-01T00:00:00.000Z"] {
+            let file = GO_FILE.replace(
+                r#""updated_at": "2026-02-27T10:11:12.123456789Z""#,
+                &format!(r#""updated_at": "{zero}""#),
+            );
+            let a = Account::from_json(file.as_bytes()).expect("parses");
+            assert_eq!(a.updated_at, None, "{zero}");
+            assert_eq!(Account::from_json(&a.to_json()).expect("reads back"), a);
+        }
     }
 
     #[test]
