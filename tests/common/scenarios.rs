@@ -189,6 +189,16 @@ pub(super) fn respond(
             let _ = stream_head(s, &[]) && write_chunk(s, text.as_bytes()).is_ok();
             return false;
         }
+        "reset" | "stream_reset" => {
+            // A connection reset (RST, not FIN): at once, or after the head
+            // and one event of a stream.
+            if name == "stream_reset" {
+                let first = format!("data: {}\n\n", fixtures::STREAM_EVENTS[2]);
+                let _ = stream_head(s, &[]) && write_chunk(s, first.as_bytes()).is_ok();
+            }
+            let _ = socket2::SockRef::from(&*s).set_linger(Some(Duration::ZERO));
+            return false;
+        }
         "hold" => match hold(conn, shared) {
             Held::Released => reply(
                 &mut conn.stream,
