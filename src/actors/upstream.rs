@@ -56,6 +56,8 @@ pub struct Lease {
     pub profile: Profile,
     pub credentials_auth: crate::store::AuthType,
     pub url: Arc<str>,
+    /// `url`, parsed once per credential change rather than per request.
+    pub uri: Option<actix_web::http::Uri>,
     pub headers: Vec<(&'static str, String)>,
 }
 
@@ -202,6 +204,7 @@ pub struct UpstreamActor {
     credentials: Credentials,
     profile: Profile,
     url: Arc<str>,
+    uri: Option<actix_web::http::Uri>,
     ids: SessionIds,
     slots: Arc<Semaphore>,
     stats: Arc<SlotStats>,
@@ -223,6 +226,7 @@ impl UpstreamActor {
             account_id: Arc::from(crate::secret::short_id(account_id)),
             profile: Profile::for_auth(credentials.auth_type),
             url: Arc::from(Profile::chat_url(&credentials.base_url)),
+            uri: Profile::chat_url(&credentials.base_url).parse().ok(),
             credentials,
             ids: SessionIds::new(),
             slots: Arc::new(Semaphore::new(cap)),
@@ -256,6 +260,7 @@ impl UpstreamActor {
             profile: self.profile,
             credentials_auth: self.credentials.auth_type,
             url: self.url.clone(),
+            uri: self.uri.clone(),
             headers: self
                 .profile
                 .request_headers(&self.credentials, &self.ids, now_ms),
@@ -322,6 +327,7 @@ impl Handler<UpdateCredentials> for UpstreamActor {
     fn handle(&mut self, msg: UpdateCredentials, _ctx: &mut Self::Context) {
         self.profile = Profile::for_auth(msg.0.auth_type);
         self.url = Arc::from(Profile::chat_url(&msg.0.base_url));
+        self.uri = self.url.parse().ok();
         self.credentials = msg.0;
     }
 }

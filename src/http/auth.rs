@@ -13,10 +13,10 @@ use std::sync::Arc;
 #[derive(Clone, Default)]
 pub struct RequestTag {
     pub account: Option<Arc<str>>,
-    pub model: Option<String>,
+    pub model: Option<Arc<str>>,
 }
 
-pub fn tag(req: &HttpRequest, account: Option<Arc<str>>, model: Option<&str>) {
+pub fn tag(req: &HttpRequest, account: Option<Arc<str>>, model: Option<&Arc<str>>) {
     let mut ext = req.extensions_mut();
     let tag = ext.get_mut::<RequestTag>();
     match tag {
@@ -25,13 +25,13 @@ pub fn tag(req: &HttpRequest, account: Option<Arc<str>>, model: Option<&str>) {
                 t.account = account;
             }
             if let Some(m) = model {
-                t.model = Some(m.to_string());
+                t.model = Some(m.clone());
             }
         }
         None => {
             ext.insert(RequestTag {
                 account,
-                model: model.map(str::to_string),
+                model: model.cloned(),
             });
         }
     }

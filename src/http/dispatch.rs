@@ -260,7 +260,10 @@ async fn forward(
     mut meter: Meter,
 ) -> Result<HttpResponse, GatewayError> {
     let cfg = &state.config;
-    let mut request = http.post(&*lease.url);
+    let mut request = match &lease.uri {
+        Some(uri) => http.post(uri.clone()),
+        None => http.post(&*lease.url),
+    };
     for (name, value) in &lease.headers {
         request = request.insert_header((*name, value.as_str()));
     }

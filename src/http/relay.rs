@@ -140,6 +140,16 @@ async fn complete_reply<S: UpstreamBody>(
         .await
         .map_err(|e| body_error(account, e, opts.max_response_bytes, opts.body_timeout))?;
     drop(lease.permit);
+    if matches!(opts.format, ReplyFormat::OpenAi { .. })
+        && opts.preserve_reasoning
+        && let Some(usage) = plain_success(&body)
+    {
+        // Nothing to change: the upstream's bytes go out as they came.
+        let response = HttpResponse::Ok()
+            .content_type("application/json")
+            .body(body);
+        return Ok((response, Some(usage)));
+    }
     let mut reply: Value = serde_json::from_slice(&body).map_err(|e| {
         GatewayError::upstream(
             account,
@@ -172,6 +182,33 @@ async fn complete_reply<S: UpstreamBody>(
         .content_type("application/json")
         .body(bytes);
     Ok((response, usage))
+}
+
+/// The fields of a completion that decide whether it can pass untouched.
+#[derive(serde::Deserialize)]
+struct Probe {
+    #[serde(default)]
+    choices: Option<Vec<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    usage: Option<Value>,
+    status: Option<serde::de::IgnoredAny>,
+    error_code: Option<serde::de::IgnoredAny>,
+    msg: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// A reply with choices, a usage object and no trace of an error body
+/// needs no rewriting; returns its usage. Anything else takes the full path
+/// (error classification, zero usage), so this only skips work.
+fn plain_success(body: &[u8]) -> Option<Value> {
+    let probe: Probe = serde_json::from_slice(body).ok()?;
+    let clean = probe.status.is_none()
+        && probe.error_code.is_none()
+        && probe.msg.is_none()
+        && probe.error.as_ref().is_none_or(Value::is_null)
+        && probe.choices.as_ref().is_some_and(|c| !c.is_empty());
+    probe.usage.filter(|u| clean && u.is_object())
 }
 
 /// A stream: the reply head is checked now (so an error still gets a proper
