@@ -73,14 +73,16 @@ pub struct Metrics {
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K, by: u64) {
     let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
-    *map.entry(key).or_insert(0) += by;
+    let n = map.entry(key).or_insert(0);
+    *n = n.saturating_add(by);
 }
 
 /// Counts into a hash map whose keys share their strings (no allocation
 /// once a key exists).
 fn bump_hashed<K: Eq + std::hash::Hash>(map: &Mutex<HashMap<K, u64>>, key: K, by: u64) {
     let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
-    *map.entry(key).or_insert(0) += by;
+    let n = map.entry(key).or_insert(0);
+    *n = n.saturating_add(by);
 }
 
 /// A map's entries, sorted, for stable output.

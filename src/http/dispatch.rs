@@ -334,28 +334,35 @@ async fn admit_pool(
     starts_turn: bool,
 ) -> Result<(Arc<AccountHandle>, Lease, Duration), GatewayError> {
     let started = Instant::now();
-    let admission = state
-        .scheduler
-        .send(Pick {
-            model: model.to_string(),
-            affinity: affinity.map(str::to_string),
-            exclude: exclude.to_vec(),
-        })
-        .await
-        .map_err(gone)??;
-    let (handle, permit) = match admission {
-        PoolAdmission::Ready(picked) => picked,
-        PoolAdmission::Queued(ticket) => ticket.wait().await?,
-    };
-    let lease = handle
-        .upstream
-        .send(Sign {
-            permit,
-            starts_turn,
-        })
-        .await
-        .map_err(gone)?;
-    Ok((handle, lease, started.elapsed()))
+    let mut exclude = exclude.to_vec();
+    loop {
+        let admission = state
+            .scheduler
+            .send(Pick {
+                model: model.to_string(),
+                affinity: affinity.map(str::to_string),
+                exclude: exclude.clone(),
+            })
+            .await
+            .map_err(gone)??;
+        let (handle, permit) = match admission {
+            PoolAdmission::Ready(picked) => picked,
+            PoolAdmission::Queued(ticket) => ticket.wait().await?,
+        };
+        match handle
+            .upstream
+            .send(Sign {
+                permit,
+                starts_turn,
+            })
+            .await
+        {
+            Ok(lease) => return Ok((handle, lease, started.elapsed())),
+            // The account was deleted between the pick and the signature:
+            // take another one.
+            Err(_) => exclude.push(handle.id.clone()),
+        }
+    }
 }
 
 fn gone(e: actix::MailboxError) -> GatewayError {

@@ -49,6 +49,21 @@ impl Default for SessionIds {
     }
 }
 
+/// `stream: true` with `stream_options.include_usage: true`, keeping any
+/// other stream option the client set (a non-object value is replaced).
+pub fn ask_for_stream_usage(body: &mut Map<String, Value>) {
+    body.insert("stream".into(), Value::Bool(true));
+    let options = body
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !options.is_object() {
+        *options = Value::Object(Map::new());
+    }
+    if let Value::Object(o) = options {
+        o.insert("include_usage".into(), Value::Bool(true));
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     /// The official iFlow CLI's wire behaviour.

@@ -20,17 +20,33 @@ pub use usage::{UsageFile, UsageRow, UsageStore};
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// A path for messages: an account file is named by its uuid, which is a
+/// credential, so its name is cut to the short id.
+pub fn shown(path: &Path) -> String {
+    let Some(stem) = path.file_stem().map(|s| s.to_string_lossy()) else {
+        return path.display().to_string();
+    };
+    if uuid::Uuid::parse_str(&stem).is_err() {
+        return path.display().to_string();
+    }
+    let dir = path
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    format!("{dir}/{}….json", crate::secret::short_id(&stem))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {}: {source}", shown(path))]
     Io {
         action: &'static str,
         path: PathBuf,
         source: io::Error,
     },
-    #[error("file {path} is not usable ({reason}); it was left untouched")]
+    #[error("file {} is not usable ({reason}); it was left untouched", shown(path))]
     Corrupt { path: PathBuf, reason: String },
-    #[error("no account or key {0}")]
+    #[error("no account or key {}", crate::secret::short_id(.0))]
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
@@ -166,7 +182,10 @@ impl AccountStore {
         if account.uuid != uuid {
             return Err(StoreError::Corrupt {
                 path,
-                reason: format!("file name does not match uuid {}", account.uuid),
+                reason: format!(
+                    "file name does not match the uuid inside ({}…)",
+                    crate::secret::short_id(&account.uuid)
+                ),
             });
         }
         Ok(Some(account))

@@ -54,10 +54,13 @@ impl UsageLedger {
             model: event.model.to_string(),
             ..UsageRow::default()
         });
-        row.requests += 1;
-        row.errors += u64::from(!event.ok);
-        row.prompt_tokens += event.prompt_tokens;
-        row.completion_tokens += event.completion_tokens;
+        // Token counts come from the upstream: never let them overflow.
+        row.requests = row.requests.saturating_add(1);
+        row.errors = row.errors.saturating_add(u64::from(!event.ok));
+        row.prompt_tokens = row.prompt_tokens.saturating_add(event.prompt_tokens);
+        row.completion_tokens = row
+            .completion_tokens
+            .saturating_add(event.completion_tokens);
         row.last_used_at = Some(Utc::now());
     }
 
@@ -171,6 +174,10 @@ impl Handler<FlushUsage> for AccountRegistry {
                                 first_error.get_or_insert(e);
                             }
                         }
+                    }
+                    if written > 0 {
+                        // The files may have carried changes from the CLI.
+                        act.publish();
                     }
                     match first_error {
                         Some(e) if written == 0 => Err(e),
