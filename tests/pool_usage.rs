@@ -132,7 +132,7 @@ fn the_ledger_counts_requests_errors_and_tokens_per_account_key_and_model() {
     // The API names accounts by short id (a full uuid is a bearer token).
     let short: std::collections::BTreeMap<_, _> = want
         .iter()
-        .map(|((a, k, m), r)| ((a[..8].to_string(), k.clone(), m.clone()), r.clone()))
+        .map(|((a, k, m), r)| ((a[..8].to_string(), k.clone(), m.clone()), *r))
         .collect();
     assert_eq!(rows_of(&api["rows"]), short);
     assert!(!resp.text().contains(p.accounts[0].as_str()));
