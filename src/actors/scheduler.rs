@@ -199,6 +199,10 @@ impl SchedulerActor {
     }
 
     fn remember(&mut self, conversation: &str, account: Arc<str>) {
+        if let Some(entry) = self.affinity.get_mut(conversation) {
+            *entry = (account, Instant::now());
+            return;
+        }
         if self.affinity.len() >= AFFINITY_LIMIT {
             let cutoff = Instant::now() - AFFINITY_TTL;
             self.affinity.retain(|_, (_, t)| *t > cutoff);
@@ -245,7 +249,7 @@ impl SchedulerActor {
             .store(self.queue.len(), Ordering::Relaxed);
         // A slot freed between the last try and the waiting count going up
         // sent no wake-up: look once more now that freed slots will.
-        self.serve_queue();
+        self.serve_queue(false);
         Ok(PoolAdmission::Queued(PoolTicket {
             rx,
             timeout: self.settings.queue_timeout,
@@ -253,9 +257,21 @@ impl SchedulerActor {
         }))
     }
 
-    /// Hands free slots to waiters, oldest first; drops waiters that left.
-    fn serve_queue(&mut self) {
+    /// Hands free slots to waiters, oldest first; drops waiters that left
+    /// and fails those no account can take any more. Unless `full` (the
+    /// periodic pass), it returns at once when no account has a free slot,
+    /// so a saturated pool does not rescan its queue for every arrival.
+    fn serve_queue(&mut self, full: bool) {
         let now = Instant::now();
+        let any_room = self
+            .directory
+            .load()
+            .handles()
+            .iter()
+            .any(|h| h.slots.available_permits() > 0);
+        if !full && !any_room {
+            return;
+        }
         let mut i = 0;
         while i < self.queue.len() {
             let outcome = {
@@ -302,7 +318,7 @@ impl Actor for SchedulerActor {
         // Cooldowns end and waiters leave without any slot being freed.
         ctx.run_interval(Duration::from_millis(250), |act, _| {
             if !act.queue.is_empty() {
-                act.serve_queue();
+                act.serve_queue(true);
             }
         });
     }
@@ -317,7 +333,7 @@ impl Handler<Pick> for SchedulerActor {
         // slot they can use first. A slot left free after that is one no
         // waiter can use (another model's account), so the newcomer may.
         if !self.queue.is_empty() {
-            self.serve_queue();
+            self.serve_queue(false);
         }
         // A request no account can ever take is refused now, not after a
         // wait in the queue.
@@ -336,7 +352,7 @@ impl Handler<SlotFreed> for SchedulerActor {
     /// Gives the freed slot to the first waiter that can use it.
     fn handle(&mut self, _msg: SlotFreed, _ctx: &mut Self::Context) {
         if !self.queue.is_empty() {
-            self.serve_queue();
+            self.serve_queue(false);
         }
     }
 }

@@ -51,8 +51,8 @@ pub enum Admission {
 /// Everything a handler needs to make one upstream call.
 pub struct Lease {
     pub permit: SlotPermit,
-    /// The account's short id, for errors and logs.
-    pub account_id: Arc<str>,
+    /// The account's short id, for errors and logs (never the full uuid).
+    pub account_label: Arc<str>,
     pub profile: Profile,
     pub credentials_auth: crate::store::AuthType,
     pub url: Arc<str>,
@@ -200,7 +200,7 @@ impl Drop for QueuePlace {
 }
 
 pub struct UpstreamActor {
-    account_id: Arc<str>,
+    account_label: Arc<str>,
     credentials: Credentials,
     profile: Profile,
     url: Arc<str>,
@@ -223,7 +223,7 @@ impl UpstreamActor {
     ) -> Self {
         let cap = cap.max(1);
         Self {
-            account_id: Arc::from(crate::secret::short_id(account_id)),
+            account_label: Arc::from(crate::secret::short_id(account_id)),
             profile: Profile::for_auth(credentials.auth_type),
             url: Arc::from(Profile::chat_url(&credentials.base_url)),
             uri: Profile::chat_url(&credentials.base_url).parse().ok(),
@@ -256,7 +256,7 @@ impl UpstreamActor {
         let now_ms = chrono::Utc::now().timestamp_millis();
         Lease {
             permit,
-            account_id: self.account_id.clone(),
+            account_label: self.account_label.clone(),
             profile: self.profile,
             credentials_auth: self.credentials.auth_type,
             url: self.url.clone(),
@@ -294,7 +294,7 @@ impl Handler<Acquire> for UpstreamActor {
         }
         if self.stats.waiting() >= self.queue_size {
             return Err(GatewayError::QueueFull {
-                account: self.account_id.to_string(),
+                account: self.account_label.to_string(),
                 retry_after: self.stats.retry_after(),
             });
         }

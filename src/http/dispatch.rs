@@ -36,6 +36,24 @@ pub struct ChatJob {
     pub received: Instant,
 }
 
+/// The ledger's key column for requests that named their account.
+fn pinned_key() -> Arc<str> {
+    static PINNED: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    PINNED.get_or_init(|| Arc::from("-")).clone()
+}
+
+/// The conversation a request belongs to, for pool stickiness: the
+/// `x-session-id` header, else the OpenAI `user` field (which Anthropic's
+/// `metadata.user_id` becomes).
+pub fn affinity(req: &HttpRequest, chat: &ChatRequest) -> Option<String> {
+    req.headers()
+        .get("x-session-id")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| chat.body.get("user").and_then(serde_json::Value::as_str))
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .map(str::to_string)
+}
+
 pub async fn run(
     req: &HttpRequest,
     state: &AppState,
@@ -66,9 +84,9 @@ pub async fn run(
                 )?)),
                 None => None,
             };
-            (Arc::from(k.key.id.as_str()), permit)
+            (k.id.clone(), permit)
         }
-        Principal::Account(_) => (Arc::from("-"), None),
+        Principal::Account(_) => (pinned_key(), None),
     };
     let pool = matches!(principal, Principal::Key(_));
     let max_attempts = if pool {
@@ -273,7 +291,7 @@ async fn forward(
         Err(e) => {
             meter.finish(false, None);
             return Err(client::send_error(
-                &lease.account_id,
+                &lease.account_label,
                 e,
                 cfg.upstream_timeout,
             ));

@@ -66,7 +66,7 @@ async fn fail_with_status<S: UpstreamBody>(
     let retry_after = header_text(resp.headers(), header::RETRY_AFTER);
     let body = read_error_body(resp, timeout).await;
     GatewayError::upstream(
-        &lease.account_id,
+        &lease.account_label,
         lease.profile.classify_status(status, retry_after, &body),
     )
 }
@@ -139,7 +139,7 @@ async fn complete_reply<S: UpstreamBody>(
         return Err(fail_with_status(resp, &lease, opts.body_timeout).await);
     }
     let mut resp = resp.timeout(opts.body_timeout);
-    let account = &lease.account_id;
+    let account = &lease.account_label;
     let body = resp
         .body()
         .limit(opts.max_response_bytes)
@@ -239,7 +239,7 @@ pub async fn stream<S: UpstreamBody>(
         // iFlow answers some failures with a JSON body and status 200 even to a
         // stream request, not always labelled as JSON; the official client
         // would show an empty stream (protocol 7.3).
-        let account = lease.account_id.clone();
+        let account = lease.account_label.clone();
         let body = read_error_body(resp, opts.body_timeout).await;
         let fault = serde_json::from_slice::<Value>(&body)
             .ok()
@@ -300,7 +300,7 @@ async fn first_look<S: UpstreamBody>(
     lease: &Lease,
     opts: &RelayOptions,
 ) -> Result<FirstLook, GatewayError> {
-    let account = &lease.account_id;
+    let account = &lease.account_label;
     let mut look = FirstLook {
         decoder: SseDecoder::new(opts.max_response_bytes),
         items: Vec::new(),
@@ -352,7 +352,7 @@ async fn pump<S: UpstreamBody>(
     meter: Meter,
     first: FirstLook,
 ) {
-    let account = lease.account_id.clone();
+    let account = lease.account_label.clone();
     let started = Instant::now();
     let FirstLook {
         mut decoder,

@@ -81,13 +81,6 @@ impl Profile {
         }
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Profile::Iflow => "iflow",
-            Profile::OpenAi => "openai",
-        }
-    }
-
     /// `<base>/chat/completions`, with a trailing `/` on the base ignored.
     pub fn chat_url(base_url: &str) -> String {
         format!("{}/chat/completions", base_url.trim_end_matches('/'))

@@ -1,7 +1,8 @@
-//! The account file store: one JSON file per account under `<data>/accounts/`.
+//! The file stores: accounts (one JSON file each under `<data>/accounts/`),
+//! gateway keys (`keys/`) and the usage ledger (`usage/`).
 //!
-//! Plain synchronous code, so it can be tested without actix and called from
-//! `spawn_blocking`. Every change is "lock, read the file as it is on disk,
+//! Plain synchronous code, so it can be tested without actix; the server
+//! runs it on the `StoreWorker` thread. Every change is "lock, read the file as it is on disk,
 //! apply the change, write atomically, unlock", so a CLI process and a running
 //! server can write the same directory without losing each other's updates.
 //! Atomic write = temp file in the same directory (mode 0600), fsync, rename,

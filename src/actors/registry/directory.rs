@@ -206,6 +206,8 @@ impl AccountHealth {
 /// A gateway key as the hot path sees it.
 pub struct KeyHandle {
     pub key: GatewayKey,
+    /// `key.id`, shared, for per-request bookkeeping.
+    pub id: Arc<str>,
     /// The key's own concurrency limit, when it has one.
     pub slots: Option<Arc<Semaphore>>,
 }

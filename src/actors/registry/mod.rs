@@ -261,6 +261,7 @@ impl AccountRegistry {
                 let handle = kept.unwrap_or_else(|| {
                     Arc::new(KeyHandle {
                         key: k.clone(),
+                        id: Arc::from(k.id.as_str()),
                         slots: k
                             .max_concurrency
                             .map(|n| Arc::new(Semaphore::new(n.max(1)))),
