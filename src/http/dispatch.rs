@@ -271,7 +271,7 @@ fn tool_name(chat: &ChatRequest) -> String {
 async fn forward(
     state: &AppState,
     http: &awc::Client,
-    lease: Lease,
+    mut lease: Lease,
     stream: bool,
     format: ReplyFormat,
     body: Bytes,
@@ -282,8 +282,8 @@ async fn forward(
         Some(uri) => http.post(uri.clone()),
         None => http.post(&*lease.url),
     };
-    for (name, value) in &lease.headers {
-        request = request.insert_header((*name, value.as_str()));
+    for (name, value) in std::mem::take(&mut lease.headers) {
+        request = request.insert_header((name, value));
     }
     meter.sent();
     let response = match request.send_body(body).await {

@@ -86,22 +86,34 @@ impl Profile {
         format!("{}/chat/completions", base_url.trim_end_matches('/'))
     }
 
-    /// The request headers for one call, signed now.
-    pub fn request_headers(
+    /// The headers that stay the same until the credentials change.
+    pub fn fixed_headers(
+        self,
+        creds: &Credentials,
+        ids: &SessionIds,
+    ) -> Vec<(&'static str, String)> {
+        match self {
+            Profile::Iflow => iflow::headers::fixed(creds.api_key.expose(), &ids.session_id),
+            Profile::OpenAi => openai::headers(creds.api_key.expose()),
+        }
+    }
+
+    /// The headers of one call, signed now.
+    pub fn per_request_headers(
         self,
         creds: &Credentials,
         ids: &SessionIds,
         now_ms: i64,
     ) -> Vec<(&'static str, String)> {
         match self {
-            Profile::Iflow => iflow::headers::build(&iflow::headers::HeaderInput {
+            Profile::Iflow => iflow::headers::per_request(&iflow::headers::HeaderInput {
                 api_key: creds.api_key.expose(),
                 session_id: &ids.session_id,
                 conversation_id: &ids.conversation_id,
                 timestamp_ms: now_ms,
                 traceparent: &iflow::headers::new_traceparent(),
             }),
-            Profile::OpenAi => openai::headers(creds.api_key.expose()),
+            Profile::OpenAi => Vec::new(),
         }
     }
 
@@ -163,7 +175,9 @@ mod tests {
             base_url: "http://x/v1".into(),
             auth_type: AuthType::OpenAi,
         };
-        let h = Profile::OpenAi.request_headers(&creds, &SessionIds::new(), 1);
+        let ids = SessionIds::new();
+        let mut h = Profile::OpenAi.fixed_headers(&creds, &ids);
+        h.extend(Profile::OpenAi.per_request_headers(&creds, &ids, 1));
         assert_eq!(
             h,
             vec![

@@ -81,16 +81,20 @@ impl Telemetry {
     pub fn start(
         self: &Arc<Self>,
         client: &awc::Client,
-        headers: &[(&'static str, String)],
+        headers: &[(
+            actix_web::http::header::HeaderName,
+            actix_web::http::header::HeaderValue,
+        )],
         model: &str,
         tool: &str,
     ) -> RunHandle {
         let header = |name: &str| {
             headers
                 .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
+                .find(|(n, _)| n.as_str() == name)
+                .and_then(|(_, v)| v.to_str().ok())
                 .unwrap_or_default()
+                .to_string()
         };
         let traceparent = header("traceparent");
         let ctx = RunContext {
