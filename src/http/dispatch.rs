@@ -46,11 +46,17 @@ fn pinned_key() -> Arc<str> {
 /// `x-session-id` header, else the OpenAI `user` field (which Anthropic's
 /// `metadata.user_id` becomes).
 pub fn affinity(req: &HttpRequest, chat: &ChatRequest) -> Option<String> {
+    let usable = |s: &&str| !s.is_empty() && s.len() <= 256;
     req.headers()
         .get("x-session-id")
         .and_then(|v| v.to_str().ok())
-        .or_else(|| chat.body.get("user").and_then(serde_json::Value::as_str))
-        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .filter(usable)
+        .or_else(|| {
+            chat.body
+                .get("user")
+                .and_then(serde_json::Value::as_str)
+                .filter(usable)
+        })
         .map(str::to_string)
 }
 
@@ -444,5 +450,42 @@ async fn refresh(state: &AppState, account: &AccountHandle) -> bool {
             false
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn chat(user: &str) -> ChatRequest {
+        let body = serde_json::json!({
+            "model": "glm-5",
+            "user": user,
+            "messages": [{"role": "user", "content": "hi"}],
+        });
+        ChatRequest::parse(body.to_string().as_bytes()).expect("valid request")
+    }
+
+    #[test]
+    fn session_header_wins_over_user_field() {
+        let req = TestRequest::default()
+            .insert_header(("x-session-id", "s-1"))
+            .to_http_request();
+        assert_eq!(affinity(&req, &chat("u-1")).as_deref(), Some("s-1"));
+    }
+
+    #[test]
+    fn unusable_session_header_falls_back_to_user_field() {
+        let long = "x".repeat(257);
+        for header in ["", long.as_str()] {
+            let req = TestRequest::default()
+                .insert_header(("x-session-id", header))
+                .to_http_request();
+            assert_eq!(affinity(&req, &chat("u-1")).as_deref(), Some("u-1"));
+        }
+        let req = TestRequest::default().to_http_request();
+        assert_eq!(affinity(&req, &chat("")), None);
+        assert_eq!(affinity(&req, &chat(&long)), None);
     }
 }
