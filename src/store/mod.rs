@@ -67,7 +67,7 @@ pub struct AccountStore {
 }
 
 impl AccountStore {
-    /// Opens (creating if needed) `<data_dir>/accounts`.
+    /// Opens `<data_dir>/accounts`; the folder is created on the first write.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         Ok(Self {
             files: JsonDir::open(data_dir.join("accounts"))?,
