@@ -132,8 +132,8 @@ pub struct ProxyUrl {
     pub scheme: ProxyScheme,
     pub host: String,
     pub port: u16,
-    /// `user:password` for HTTP proxies that need Basic auth.
-    pub credentials: Option<(String, String)>,
+    /// `user:password` for proxies that need them.
+    pub credentials: Option<(String, crate::secret::Secret)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +172,10 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     };
     if d.is_zero() {
         return Err("must be longer than 0".into());
+    }
+    // Durations end up added to clocks; keep them far from any overflow.
+    if d > Duration::from_secs(10 * 365 * 24 * 3600) {
+        return Err("must be at most 10 years".into());
     }
     Ok(d)
 }
@@ -267,7 +271,7 @@ pub fn proxy_url(s: &str) -> Result<Option<ProxyUrl>, String> {
         };
         (
             decode(url.username()),
-            decode(url.password().unwrap_or_default()),
+            crate::secret::Secret::new(decode(url.password().unwrap_or_default())),
         )
     });
     Ok(Some(ProxyUrl {
@@ -305,7 +309,8 @@ mod tests {
             .expect("some");
         assert_eq!(p.scheme, ProxyScheme::Http);
         assert_eq!((p.host.as_str(), p.port), ("127.0.0.1", 3128));
-        assert_eq!(p.credentials, Some(("u@x".into(), "p:s".into())));
+        let (user, pass) = p.credentials.expect("credentials");
+        assert_eq!((user.as_str(), pass.expose()), ("u@x", "p:s"));
         let s = proxy_url("socks5://localhost")
             .expect("valid")
             .expect("some");

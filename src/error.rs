@@ -175,7 +175,15 @@ impl ResponseError for GatewayError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut res = HttpResponse::build(self.status_code());
+        self.respond(self.status_code(), &self.body())
+    }
+}
+
+impl GatewayError {
+    /// The error reply with `status` and `body` (OpenAI or Anthropic shape),
+    /// and the headers this error calls for (`Retry-After`, `Allow`).
+    pub fn respond(&self, status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+        let mut res = HttpResponse::build(status);
         if let Some(v) = self
             .retry_after()
             .and_then(|secs| HeaderValue::from_str(&secs).ok())
@@ -185,7 +193,7 @@ impl ResponseError for GatewayError {
         if let GatewayError::MethodNotAllowed { allow, .. } = self {
             res.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
         }
-        res.json(self.body())
+        res.json(body)
     }
 }
 

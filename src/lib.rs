@@ -1,11 +1,18 @@
-//! iflow-actix: an OpenAI-compatible gateway for iFlow accounts.
+//! iflow-actix: an OpenAI- and Anthropic-compatible gateway for iFlow accounts.
 //!
 //! Map of the crate:
-//! - [`actors`]: the runtime (account registry, store worker, one upstream actor per account);
-//! - [`http`]: routes, handlers, the upstream client and the stream relay;
-//! - [`profile`]: upstream profiles (the iFlow protocol: signing, headers, model rules);
-//! - [`openai`]: the client-facing OpenAI format (validation, SSE, normalisation);
-//! - [`store`]: the account files;
+//! - [`actors`]: the runtime (account registry, store worker, one upstream
+//!   actor per account, pool scheduler, token refresher);
+//! - [`http`]: routes, handlers, dispatch (admission, failover), the upstream
+//!   client and the stream relay;
+//! - [`profile`]: upstream profiles (the iFlow protocol: signing, headers,
+//!   model rules, error codes; a plain OpenAI-compatible one);
+//! - [`openai`] and [`anthropic`]: the client-facing API formats;
+//! - [`oauth`]: iFlow login, token refresh calls, the official CLI's files;
+//! - [`store`]: accounts, gateway keys and usage on disk;
+//! - [`metrics`]: Prometheus counters and histograms;
+//! - [`align`] and [`telemetry`]: official-client alignment checks and the
+//!   opt-in telemetry;
 //! - [`cli`] and [`config`]: the command line and settings.
 
 pub mod actors;

@@ -4,8 +4,9 @@
 
 use crate::actors::registry::Directory;
 use chrono::Utc;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -54,11 +55,13 @@ impl Histogram {
     }
 }
 
+type Label = Arc<str>;
+
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(u16, String, String), u64>>,
-    models: Mutex<HashSet<String>>,
-    tokens: Mutex<BTreeMap<(String, &'static str), u64>>,
+    requests: Mutex<HashMap<(u16, Label, Label), u64>>,
+    models: Mutex<HashSet<Label>>,
+    tokens: Mutex<HashMap<(Label, &'static str), u64>>,
     refreshes: Mutex<BTreeMap<&'static str, u64>>,
     cooldowns: Mutex<BTreeMap<&'static str, u64>>,
     failovers: AtomicU64,
@@ -70,7 +73,29 @@ pub struct Metrics {
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K, by: u64) {
     let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
-    *map.entry(key).or_insert(0) += by;
+    let n = map.entry(key).or_insert(0);
+    *n = n.saturating_add(by);
+}
+
+/// Counts into a hash map whose keys share their strings (no allocation
+/// once a key exists).
+fn bump_hashed<K: Eq + std::hash::Hash>(map: &Mutex<HashMap<K, u64>>, key: K, by: u64) {
+    let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+    let n = map.entry(key).or_insert(0);
+    *n = n.saturating_add(by);
+}
+
+/// A map's entries, sorted, for stable output.
+fn sorted<K: Ord + Clone>(map: &Mutex<HashMap<K, u64>>) -> Vec<(K, u64)> {
+    let map = map.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut entries: Vec<(K, u64)> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    entries.sort();
+    entries
+}
+
+fn dash() -> Label {
+    static DASH: std::sync::OnceLock<Label> = std::sync::OnceLock::new();
+    DASH.get_or_init(|| Arc::from("-")).clone()
 }
 
 /// Escapes a label value for the text format.
@@ -81,32 +106,33 @@ fn label(v: &str) -> String {
 }
 
 impl Metrics {
-    /// The label value to use for a client-chosen model name.
-    pub fn model_label(&self, model: &str) -> String {
+    /// The label value to use for a client-chosen model name (interned).
+    pub fn model_label(&self, model: &str) -> Label {
         let mut models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
-        if models.contains(model) {
-            return model.to_string();
+        if let Some(known) = models.get(model) {
+            return known.clone();
         }
         if models.len() < MAX_MODELS && !model.is_empty() && model.len() <= 128 {
-            models.insert(model.to_string());
-            return model.to_string();
+            let label: Label = Arc::from(model);
+            models.insert(label.clone());
+            return label;
         }
-        "other".to_string()
+        Arc::from("other")
     }
 
-    pub fn request(&self, status: u16, model: &str, account: &str) {
-        let model = if model.is_empty() {
-            "-".into()
-        } else {
-            self.model_label(model)
+    pub fn request(&self, status: u16, model: Option<&Label>, account: Option<&Label>) {
+        let model = match model {
+            Some(m) if !m.is_empty() => self.model_label(m),
+            _ => dash(),
         };
-        bump(&self.requests, (status, model, account.to_string()), 1);
+        let account = account.cloned().unwrap_or_else(dash);
+        bump_hashed(&self.requests, (status, model, account), 1);
     }
 
     pub fn tokens(&self, model: &str, prompt: u64, completion: u64) {
         let model = self.model_label(model);
-        bump(&self.tokens, (model.clone(), "prompt"), prompt);
-        bump(&self.tokens, (model, "completion"), completion);
+        bump_hashed(&self.tokens, (model.clone(), "prompt"), prompt);
+        bump_hashed(&self.tokens, (model, "completion"), completion);
     }
 
     pub fn refresh(&self, outcome: &'static str) {
@@ -125,30 +151,20 @@ impl Metrics {
     pub fn render(&self, directory: &Directory) -> String {
         let mut out = String::with_capacity(8192);
         out.push_str("# HELP iflow_requests_total Client requests by status, model and account.\n# TYPE iflow_requests_total counter\n");
-        for ((status, model, account), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
+        for ((status, model, account), n) in sorted(&self.requests) {
             let _ = writeln!(
                 out,
                 "iflow_requests_total{{status=\"{status}\",model=\"{}\",account=\"{}\"}} {n}",
-                label(model),
-                label(account)
+                label(&model),
+                label(&account)
             );
         }
         out.push_str("# HELP iflow_tokens_total Tokens reported by the upstream.\n# TYPE iflow_tokens_total counter\n");
-        for ((model, kind), n) in self
-            .tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
+        for ((model, kind), n) in sorted(&self.tokens) {
             let _ = writeln!(
                 out,
                 "iflow_tokens_total{{model=\"{}\",kind=\"{kind}\"}} {n}",
-                label(model)
+                label(&model)
             );
         }
         self.upstream_ttfb.render(
@@ -243,10 +259,10 @@ mod tests {
     fn model_labels_are_bounded() {
         let m = Metrics::default();
         for i in 0..MAX_MODELS {
-            assert_eq!(m.model_label(&format!("m{i}")), format!("m{i}"));
+            assert_eq!(&*m.model_label(&format!("m{i}")), format!("m{i}"));
         }
-        assert_eq!(m.model_label("one-too-many"), "other");
-        assert_eq!(m.model_label("m3"), "m3");
+        assert_eq!(&*m.model_label("one-too-many"), "other");
+        assert_eq!(&*m.model_label("m3"), "m3");
     }
 
     #[test]

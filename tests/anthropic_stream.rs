@@ -69,8 +69,10 @@ fn reasoning_then_text_is_a_thinking_block_then_a_text_block() {
     assert_eq!(events_without_id(&resp.text()), want);
 }
 
+/// The first call streams its fragments live; the second, which could
+/// interleave with it, is sent whole once the upstream stream ends.
 #[test]
-fn text_then_two_tool_calls_are_three_blocks_with_argument_fragments_and_tool_use() {
+fn text_then_two_tool_calls_are_three_blocks_first_live_second_whole() {
     let s = setup(&[]);
     let resp = messages(s.gw.addr, &s.account, &stream_msg("scenario:stream_tools2"));
     assert_stream_head(&resp);
@@ -84,7 +86,12 @@ fn text_then_two_tool_calls_are_three_blocks_with_argument_fragments_and_tool_us
         let index = n + 1;
         let block = json!({"type": "tool_use", "id": id, "name": name, "input": {}});
         want.push(block_start(index, block));
-        want.extend(fragments.iter().map(|f| {
+        let parts: Vec<String> = if n == 0 {
+            fragments.iter().map(|f| f.to_string()).collect()
+        } else {
+            vec![fragments.concat()]
+        };
+        want.extend(parts.iter().map(|f| {
             block_delta(
                 index,
                 json!({"type": "input_json_delta", "partial_json": f}),

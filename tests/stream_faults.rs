@@ -7,7 +7,7 @@ mod common;
 
 use common::client::{chat, open_stream};
 use common::fixtures::{self, BIZ_ERRORS, STREAM_EVENTS};
-use common::{assert_error_body, secs, setup, sse_events, stream_body};
+use common::{assert_error, assert_error_body, secs, setup, sse_events, stream_body};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,19 @@ fn every_error_payload_mid_stream_becomes_an_error_event_then_done() {
         assert_eq!(before, [STREAM_EVENTS[2]]);
         assert_error_body(&error, case.kind, case.code);
         assert_eq!(after, ["[DONE]"], "nothing may follow the error: {text}");
+    }
+}
+
+/// An error sent as the stream's first event arrives before the client got
+/// any byte, so it is answered with its proper status, as a non-stream
+/// reply would be.
+#[test]
+fn an_error_payload_as_the_first_event_gets_its_http_status() {
+    let s = setup(&[]);
+    for case in BIZ_ERRORS {
+        let body = stream_body("glm-5", &format!("scenario:stream_biz_first:{}", case.name));
+        let resp = chat(s.gw.addr, &s.account, &body);
+        assert_error(&resp, case.status, case.kind, case.code);
     }
 }
 
@@ -131,17 +144,15 @@ fn upstream_silent_past_the_idle_timeout_ends_the_stream_with_an_error() {
     );
 }
 
+/// The endless line comes before any event, so nothing has reached the
+/// client yet: the refusal is a proper HTTP error, not a stream.
 #[test]
-fn endless_stream_line_past_the_response_limit_ends_with_an_error_event() {
+fn endless_stream_line_past_the_response_limit_is_refused_before_the_stream() {
     let s = setup(&[("IFLOW_MAX_RESPONSE_BYTES", "1KiB")]);
     let resp = chat(
         s.gw.addr,
         &s.account,
         &stream_body("glm-5", "scenario:stream_endless"),
     );
-    assert_eq!(resp.status, 200);
-    let (before, error, after) = error_event(&resp.text());
-    assert!(before.is_empty(), "{before:?}");
-    assert_error_body(&error, "upstream_error", "upstream_invalid_response");
-    assert_eq!(after, ["[DONE]"]);
+    assert_error(&resp, 502, "upstream_error", "upstream_invalid_response");
 }

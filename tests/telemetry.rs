@@ -96,6 +96,22 @@ fn a_chat_request_sends_page_view_run_started_and_run_finished() {
         .find(|r| r.path.ends_with("/chat/completions"))
         .unwrap();
     let user_id = std::fs::read_to_string(dir.path().join("telemetry/installation_id")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| {
+            std::fs::metadata(dir.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("telemetry"), 0o700, "telemetry folder is private");
+        assert_eq!(
+            mode("telemetry/installation_id"),
+            0o600,
+            "installation id is private"
+        );
+    }
 
     let pv = String::from_utf8(events[0].body.clone()).unwrap();
     assert_eq!(

@@ -107,7 +107,11 @@ fn start_gateway(data: &std::path::Path) -> (Proc, SocketAddr) {
                     .and_then(|a| a.parse::<SocketAddr>().ok())
             {
                 let _ = tx.send(addr);
-            } else if line.contains("WARN") || line.contains("ERROR") || line.contains("panicked") || line.starts_with("error") {
+            } else if line.contains("WARN")
+                || line.contains("ERROR")
+                || line.contains("panicked")
+                || line.starts_with("error")
+            {
                 eprintln!("gateway: {line}");
             }
         }
@@ -175,7 +179,9 @@ fn main() {
     );
 
     // BENCH_ONLY=2 runs just scenario 2 (1-based), e.g. to profile it.
-    let only: Option<usize> = std::env::var("BENCH_ONLY").ok().and_then(|v| v.parse().ok());
+    let only: Option<usize> = std::env::var("BENCH_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let mut results = Vec::new();
     for (i, s) in SCENARIOS.iter().enumerate() {
         if only.is_some_and(|o| o != i + 1) {

@@ -41,7 +41,7 @@ pub enum PoolAdmission {
 
 /// A place in the pool queue. Dropping it gives the place up.
 pub struct PoolTicket {
-    rx: oneshot::Receiver<Picked>,
+    rx: oneshot::Receiver<Result<Picked, GatewayError>>,
     pub timeout: Duration,
     pub retry_after: u64,
 }
@@ -50,7 +50,7 @@ impl PoolTicket {
     pub async fn wait(self) -> Result<Picked, GatewayError> {
         let retry_after = self.retry_after;
         match tokio::time::timeout(self.timeout, self.rx).await {
-            Ok(Ok(picked)) => Ok(picked),
+            Ok(Ok(answer)) => answer,
             // The scheduler dropped the place: the wait is over either way.
             Ok(Err(_)) | Err(_) => Err(GatewayError::PoolBusy {
                 retry_after,
@@ -64,7 +64,7 @@ struct Waiter {
     model: String,
     affinity: Option<String>,
     exclude: Vec<Arc<str>>,
-    tx: oneshot::Sender<Picked>,
+    tx: oneshot::Sender<Result<Picked, GatewayError>>,
     deadline: Instant,
 }
 
@@ -93,6 +93,21 @@ enum NoAccount {
     None,
     NotForModel,
     Cooling(Duration),
+}
+
+impl NoAccount {
+    fn into_error(self, model: &str) -> GatewayError {
+        match self {
+            NoAccount::None => GatewayError::Unavailable("no usable account in the pool".into()),
+            NoAccount::NotForModel => GatewayError::InvalidRequest {
+                message: format!("no account in the pool serves model {model:?}"),
+                code: "model_not_available",
+            },
+            NoAccount::Cooling(left) => GatewayError::PoolCooling {
+                retry_after: left.as_secs_f64().ceil().max(1.0) as u64,
+            },
+        }
+    }
 }
 
 impl SchedulerActor {
@@ -184,6 +199,10 @@ impl SchedulerActor {
     }
 
     fn remember(&mut self, conversation: &str, account: Arc<str>) {
+        if let Some(entry) = self.affinity.get_mut(conversation) {
+            *entry = (account, Instant::now());
+            return;
+        }
         if self.affinity.len() >= AFFINITY_LIMIT {
             let cutoff = Instant::now() - AFFINITY_TTL;
             self.affinity.retain(|_, (_, t)| *t > cutoff);
@@ -228,6 +247,9 @@ impl SchedulerActor {
         self.signal
             .waiting
             .store(self.queue.len(), Ordering::Relaxed);
+        // A slot freed between the last try and the waiting count going up
+        // sent no wake-up: look once more now that freed slots will.
+        self.serve_queue(false);
         Ok(PoolAdmission::Queued(PoolTicket {
             rx,
             timeout: self.settings.queue_timeout,
@@ -235,37 +257,50 @@ impl SchedulerActor {
         }))
     }
 
-    /// Hands free slots to waiters, oldest first; drops waiters that left.
-    fn serve_queue(&mut self) {
+    /// Hands free slots to waiters, oldest first; drops waiters that left
+    /// and fails those no account can take any more. Unless `full` (the
+    /// periodic pass), it returns at once when no account has a free slot,
+    /// so a saturated pool does not rescan its queue for every arrival.
+    fn serve_queue(&mut self, full: bool) {
         let now = Instant::now();
+        let any_room = self
+            .directory
+            .load()
+            .handles()
+            .iter()
+            .any(|h| h.slots.available_permits() > 0);
+        if !full && !any_room {
+            return;
+        }
         let mut i = 0;
         while i < self.queue.len() {
-            let (gone, picked) = {
+            let outcome = {
                 let w = &self.queue[i];
                 if w.tx.is_closed() || w.deadline <= now {
-                    (true, None)
+                    None
                 } else {
                     let (model, affinity, exclude) =
                         (w.model.clone(), w.affinity.clone(), w.exclude.clone());
-                    (
-                        false,
-                        self.try_pick(&model, affinity.as_deref(), &exclude)
-                            .ok()
-                            .flatten(),
-                    )
+                    Some(self.try_pick(&model, affinity.as_deref(), &exclude))
                 }
             };
-            match (gone, picked) {
-                (true, _) => {
+            match outcome {
+                // Left, or past its deadline.
+                None => {
                     self.queue.remove(i);
                 }
-                (false, Some(picked)) => {
+                Some(Ok(None)) => i += 1,
+                Some(answer) => {
+                    // A slot, or a reason no account will ever take it
+                    // (all cooling, none left): either ends the wait now.
+                    let answer = answer
+                        .map_err(|why| why.into_error(&self.queue[i].model))
+                        .and_then(|picked| picked.ok_or(GatewayError::Internal("no slot".into())));
                     if let Some(w) = self.queue.remove(i) {
                         // A waiter that left meanwhile drops the permit again.
-                        let _ = w.tx.send(picked);
+                        let _ = w.tx.send(answer);
                     }
                 }
-                (false, None) => i += 1,
             }
         }
         self.signal
@@ -283,7 +318,7 @@ impl Actor for SchedulerActor {
         // Cooldowns end and waiters leave without any slot being freed.
         ctx.run_interval(Duration::from_millis(250), |act, _| {
             if !act.queue.is_empty() {
-                act.serve_queue();
+                act.serve_queue(true);
             }
         });
     }
@@ -298,29 +333,14 @@ impl Handler<Pick> for SchedulerActor {
         // slot they can use first. A slot left free after that is one no
         // waiter can use (another model's account), so the newcomer may.
         if !self.queue.is_empty() {
-            self.serve_queue();
+            self.serve_queue(false);
         }
         // A request no account can ever take is refused now, not after a
         // wait in the queue.
         match self.try_pick(&msg.model, msg.affinity.as_deref(), &msg.exclude) {
             Ok(Some(picked)) => return Ok(PoolAdmission::Ready(picked)),
             Ok(None) => {}
-            Err(NoAccount::None) => {
-                return Err(GatewayError::Unavailable(
-                    "no usable account in the pool".into(),
-                ));
-            }
-            Err(NoAccount::NotForModel) => {
-                return Err(GatewayError::InvalidRequest {
-                    message: format!("no account in the pool serves model {:?}", msg.model),
-                    code: "model_not_available",
-                });
-            }
-            Err(NoAccount::Cooling(left)) => {
-                return Err(GatewayError::PoolCooling {
-                    retry_after: left.as_secs_f64().ceil().max(1.0) as u64,
-                });
-            }
+            Err(why) => return Err(why.into_error(&msg.model)),
         }
         self.enqueue(msg)
     }
@@ -332,7 +352,7 @@ impl Handler<SlotFreed> for SchedulerActor {
     /// Gives the freed slot to the first waiter that can use it.
     fn handle(&mut self, _msg: SlotFreed, _ctx: &mut Self::Context) {
         if !self.queue.is_empty() {
-            self.serve_queue();
+            self.serve_queue(false);
         }
     }
 }

@@ -9,6 +9,7 @@
 use crate::error::GatewayError;
 use crate::profile::{Credentials, Profile, SessionIds};
 use actix::prelude::*;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -51,12 +52,14 @@ pub enum Admission {
 /// Everything a handler needs to make one upstream call.
 pub struct Lease {
     pub permit: SlotPermit,
-    /// The account's short id, for errors and logs.
-    pub account_id: Arc<str>,
+    /// The account's short id, for errors and logs (never the full uuid).
+    pub account_label: Arc<str>,
     pub profile: Profile,
     pub credentials_auth: crate::store::AuthType,
     pub url: Arc<str>,
-    pub headers: Vec<(&'static str, String)>,
+    /// `url`, parsed once per credential change rather than per request.
+    pub uri: Option<actix_web::http::Uri>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// A place in the account's wait queue. Dropping it leaves the queue.
@@ -198,11 +201,14 @@ impl Drop for QueuePlace {
 }
 
 pub struct UpstreamActor {
-    account_id: Arc<str>,
+    account_label: Arc<str>,
     credentials: Credentials,
     profile: Profile,
     url: Arc<str>,
+    uri: Option<actix_web::http::Uri>,
     ids: SessionIds,
+    /// The profile's fixed headers, built once per credential change.
+    fixed_headers: Vec<(HeaderName, HeaderValue)>,
     slots: Arc<Semaphore>,
     stats: Arc<SlotStats>,
     queue_size: usize,
@@ -219,12 +225,14 @@ impl UpstreamActor {
         pool: Option<Arc<PoolSignal>>,
     ) -> Self {
         let cap = cap.max(1);
-        Self {
-            account_id: Arc::from(crate::secret::short_id(account_id)),
+        let mut actor = Self {
+            account_label: Arc::from(crate::secret::short_id(account_id)),
             profile: Profile::for_auth(credentials.auth_type),
-            url: Arc::from(Profile::chat_url(&credentials.base_url)),
+            url: Arc::from(""),
+            uri: None,
             credentials,
             ids: SessionIds::new(),
+            fixed_headers: Vec::new(),
             slots: Arc::new(Semaphore::new(cap)),
             stats: Arc::new(SlotStats {
                 cap,
@@ -233,7 +241,17 @@ impl UpstreamActor {
             }),
             queue_size,
             queue_timeout,
-        }
+        };
+        actor.prepare();
+        actor
+    }
+
+    /// Derives what depends on the credentials: URL and fixed headers.
+    fn prepare(&mut self) {
+        self.profile = Profile::for_auth(self.credentials.auth_type);
+        self.url = Arc::from(Profile::chat_url(&self.credentials.base_url));
+        self.uri = self.url.parse().ok();
+        self.fixed_headers = typed(self.profile.fixed_headers(&self.credentials, &self.ids));
     }
 
     pub fn stats(&self) -> Arc<SlotStats> {
@@ -252,15 +270,34 @@ impl UpstreamActor {
         let now_ms = chrono::Utc::now().timestamp_millis();
         Lease {
             permit,
-            account_id: self.account_id.clone(),
+            account_label: self.account_label.clone(),
             profile: self.profile,
             credentials_auth: self.credentials.auth_type,
             url: self.url.clone(),
-            headers: self
-                .profile
-                .request_headers(&self.credentials, &self.ids, now_ms),
+            uri: self.uri.clone(),
+            headers: {
+                let varying =
+                    self.profile
+                        .per_request_headers(&self.credentials, &self.ids, now_ms);
+                let mut headers = Vec::with_capacity(self.fixed_headers.len() + varying.len());
+                headers.extend(self.fixed_headers.iter().cloned());
+                headers.extend(typed(varying));
+                headers
+            },
         }
     }
+}
+
+/// Header pairs as the HTTP client takes them; a value that is not a valid
+/// header (a key with a newline, say) is left out rather than sent broken.
+fn typed(pairs: Vec<(&'static str, String)>) -> Vec<(HeaderName, HeaderValue)> {
+    pairs
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let value = HeaderValue::try_from(value).ok()?;
+            Some((HeaderName::from_static(name), value))
+        })
+        .collect()
 }
 
 impl Actor for UpstreamActor {
@@ -289,7 +326,7 @@ impl Handler<Acquire> for UpstreamActor {
         }
         if self.stats.waiting() >= self.queue_size {
             return Err(GatewayError::QueueFull {
-                account: self.account_id.to_string(),
+                account: self.account_label.to_string(),
                 retry_after: self.stats.retry_after(),
             });
         }
@@ -320,9 +357,8 @@ impl Handler<UpdateCredentials> for UpstreamActor {
 
     /// Swaps in new credentials; the session id stays.
     fn handle(&mut self, msg: UpdateCredentials, _ctx: &mut Self::Context) {
-        self.profile = Profile::for_auth(msg.0.auth_type);
-        self.url = Arc::from(Profile::chat_url(&msg.0.base_url));
         self.credentials = msg.0;
+        self.prepare();
     }
 }
 

@@ -16,6 +16,9 @@ pub struct Fixture {
     /// The OpenAI chat request as a client sends it to the gateway.
     pub request: Value,
     pub expected: ExpectedRequest,
+    /// The file's name without `.json`, when read from a folder.
+    #[serde(skip)]
+    pub file_stem: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,8 +100,9 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Fixture>, String> {
     for path in paths {
         let text =
             std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let fixture: Fixture = serde_json::from_slice(&text)
+        let mut fixture: Fixture = serde_json::from_slice(&text)
             .map_err(|e| format!("{} is not a fixture: {e}", path.display()))?;
+        fixture.file_stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
         fixtures.push(fixture);
     }
     if fixtures.is_empty() {

@@ -2,8 +2,8 @@
 //! with the same status the OpenAI endpoints would use.
 
 use crate::error::GatewayError;
+use crate::profile::UpstreamFault;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
@@ -26,32 +26,35 @@ pub fn error_type(status: StatusCode) -> &'static str {
     }
 }
 
+/// The status an Anthropic client gets. A context overflow is a 400
+/// "prompt is too long" there, which Anthropic clients (Claude Code's
+/// compaction among them) recognise; the OpenAI side keeps 413.
+fn status(err: &GatewayError) -> StatusCode {
+    match err.fault() {
+        Some(UpstreamFault::ContextTooLong(_)) => StatusCode::BAD_REQUEST,
+        _ => err.status_code(),
+    }
+}
+
 /// The error object (also used as the `error` stream event).
 pub fn body(err: &GatewayError) -> Value {
+    let message = match err.fault() {
+        Some(UpstreamFault::ContextTooLong(detail)) => format!("prompt is too long: {detail}"),
+        _ => err.to_string(),
+    };
     json!({
         "type": "error",
-        "error": { "type": error_type(err.status_code()), "message": err.to_string() }
+        "error": { "type": error_type(status(err)), "message": message }
     })
 }
 
 impl ResponseError for AnthropicError {
     fn status_code(&self) -> StatusCode {
-        self.0.status_code()
+        status(&self.0)
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut res = HttpResponse::build(self.status_code());
-        if let Some(v) = self
-            .0
-            .retry_after()
-            .and_then(|s| HeaderValue::from_str(&s).ok())
-        {
-            res.insert_header((header::RETRY_AFTER, v));
-        }
-        if let GatewayError::MethodNotAllowed { allow, .. } = &self.0 {
-            res.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
-        }
-        res.json(body(&self.0))
+        self.0.respond(self.status_code(), &body(&self.0))
     }
 }
 

@@ -18,31 +18,26 @@ pub struct Translated {
     pub client_model: String,
 }
 
-fn invalid(message: impl Into<String>) -> GatewayError {
-    GatewayError::InvalidRequest {
-        message: message.into(),
-        code: "invalid_request",
-    }
-}
-
 pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayError> {
     let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| invalid(format!("request body is not valid JSON: {e}")))?;
+        .map_err(|e| GatewayError::invalid(format!("request body is not valid JSON: {e}")))?;
     let Value::Object(req) = value else {
-        return Err(invalid("request body must be a JSON object"));
+        return Err(GatewayError::invalid("request body must be a JSON object"));
     };
     let client_model = match req.get("model") {
         Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
-        Some(_) => return Err(invalid("`model` must be a non-empty string")),
-        None => return Err(invalid("`model` is required")),
+        Some(_) => return Err(GatewayError::invalid("`model` must be a non-empty string")),
+        None => return Err(GatewayError::invalid("`model` is required")),
     };
     let Some(Value::Array(messages)) = req.get("messages") else {
-        return Err(invalid("`messages` must be an array of messages"));
+        return Err(GatewayError::invalid(
+            "`messages` must be an array of messages",
+        ));
     };
     let stream = match req.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(invalid("`stream` must be a boolean")),
+        Some(_) => return Err(GatewayError::invalid("`stream` must be a boolean")),
     };
 
     let mut out_messages = Vec::new();
@@ -59,14 +54,16 @@ pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayE
             Some("user") => user_message(content, &mut out_messages),
             Some("assistant") => out_messages.push(assistant_message(content)),
             _ => {
-                return Err(invalid(format!(
+                return Err(GatewayError::invalid(format!(
                     "`messages[{i}].role` must be user or assistant"
                 )));
             }
         }
     }
     if out_messages.is_empty() {
-        return Err(invalid("`messages` must contain at least one message"));
+        return Err(GatewayError::invalid(
+            "`messages` must contain at least one message",
+        ));
     }
     let starts_turn = out_messages
         .last()

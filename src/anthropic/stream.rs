@@ -4,6 +4,13 @@
 //! tool call get their own block, indexed in order), then `message_delta`
 //! with the stop reason and usage, and `message_stop`. Upstream failures
 //! become an `error` event.
+//!
+//! Anthropic blocks run one at a time, but OpenAI providers may interleave
+//! the argument fragments of parallel tool calls. So the first tool call
+//! streams live and stays open to the end of the message; whatever arrives
+//! after it (further tool calls, text, reasoning) is collected and sent, in
+//! arrival order and as whole blocks, when the message ends. Every fragment
+//! therefore lands in its own call's block, in any arrival order.
 
 use super::response::usage as anthropic_usage;
 use super::{errors, new_id, stop_reason};
@@ -23,6 +30,23 @@ enum Block {
     Tool(u64),
 }
 
+/// Where a tool call's argument fragments go.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// The live block with this index.
+    Live(usize),
+    /// This entry of `deferred`.
+    Deferred(usize),
+}
+
+/// A block collected while a tool call streams live, sent at the end.
+struct Deferred {
+    kind: Block,
+    start: Value,
+    body: String,
+    signature: String,
+}
+
 pub struct MessageStream {
     profile: Profile,
     model: String,
@@ -31,8 +55,9 @@ pub struct MessageStream {
     done: bool,
     open: Option<(usize, Block)>,
     next_index: usize,
-    /// Tool calls seen: (OpenAI call index, block index, call id).
-    tools: Vec<(u64, usize, String)>,
+    /// Tool calls seen: (OpenAI call index, where it goes, call id).
+    tools: Vec<(u64, Slot, String)>,
+    deferred: Vec<Deferred>,
     finish: Option<String>,
     usage: Option<Value>,
     error: Option<String>,
@@ -47,6 +72,14 @@ fn event(out: &mut BytesMut, name: &str, data: &Value) {
     out.put_slice(b"\n\n");
 }
 
+/// The `content_block_start` payload of a text or thinking block.
+fn block_start(kind: Block) -> Value {
+    match kind {
+        Block::Thinking => json!({ "type": "thinking", "thinking": "", "signature": "" }),
+        _ => json!({ "type": "text", "text": "" }),
+    }
+}
+
 impl MessageStream {
     /// `model` is the name the client asked for.
     pub fn new(profile: Profile, model: &str) -> Self {
@@ -59,6 +92,7 @@ impl MessageStream {
             open: None,
             next_index: 0,
             tools: Vec::new(),
+            deferred: Vec::new(),
             finish: None,
             usage: None,
             error: None,
@@ -139,36 +173,45 @@ impl MessageStream {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
         {
-            let i = self.ensure(
-                Block::Thinking,
-                json!({ "type": "thinking", "thinking": "", "signature": "" }),
-                out,
-            );
-            self.delta(
-                i,
-                json!({ "type": "thinking_delta", "thinking": text }),
-                out,
-            );
+            if self.deferring() {
+                self.defer_text(Block::Thinking, text);
+            } else {
+                let i = self.ensure(Block::Thinking, block_start(Block::Thinking), out);
+                self.delta(
+                    i,
+                    json!({ "type": "thinking_delta", "thinking": text }),
+                    out,
+                );
+            }
         }
         if let Some(sig) = delta
             .get("signature")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            && let Some((i, Block::Thinking)) = self.open
         {
-            self.delta(
-                i,
-                json!({ "type": "signature_delta", "signature": sig }),
-                out,
-            );
+            if let Some((i, Block::Thinking)) = self.open {
+                self.delta(
+                    i,
+                    json!({ "type": "signature_delta", "signature": sig }),
+                    out,
+                );
+            } else if let Some(last) = self.deferred.last_mut()
+                && last.kind == Block::Thinking
+            {
+                last.signature.push_str(sig);
+            }
         }
         if let Some(text) = delta
             .get("content")
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
         {
-            let i = self.ensure(Block::Text, json!({ "type": "text", "text": "" }), out);
-            self.delta(i, json!({ "type": "text_delta", "text": text }), out);
+            if self.deferring() {
+                self.defer_text(Block::Text, text);
+            } else {
+                let i = self.ensure(Block::Text, block_start(Block::Text), out);
+                self.delta(i, json!({ "type": "text_delta", "text": text }), out);
+            }
         }
         if let Some(Value::Array(calls)) = delta.get("tool_calls") {
             for call in calls {
@@ -192,38 +235,102 @@ impl MessageStream {
             .iter()
             .rev()
             .find(|(t, _, _)| *t == n)
-            .map(|(_, i, known_id)| (*i, known_id.clone()));
+            .map(|(_, slot, known_id)| (*slot, known_id.as_str()));
         // A fragment without an id (or repeating its call's id) continues
         // that call; a new id starts a new block even at the same index, as
         // providers that omit `index` send every call as index 0.
-        let index = match (known, id) {
-            (Some((i, _)), None) => i,
-            (Some((i, known_id)), Some(id)) if known_id == id => i,
+        let slot = match (known, id) {
+            (Some((slot, _)), None) => slot,
+            (Some((slot, known_id)), Some(id)) if known_id == id => slot,
             _ => {
                 let id = id.map_or_else(|| new_id("toolu_"), str::to_string);
                 let name = function
                     .get("name")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                let block = self.next_index as u64;
-                let index = self.ensure(
-                    Block::Tool(block),
-                    json!({ "type": "tool_use", "id": id, "name": name, "input": {} }),
-                    out,
-                );
-                self.tools.push((n, index, id));
-                index
+                let start = json!({ "type": "tool_use", "id": id, "name": name, "input": {} });
+                let slot = if self.deferring() {
+                    self.deferred.push(Deferred {
+                        kind: Block::Tool(0),
+                        start,
+                        body: String::new(),
+                        signature: String::new(),
+                    });
+                    Slot::Deferred(self.deferred.len() - 1)
+                } else {
+                    let block = self.next_index as u64;
+                    Slot::Live(self.ensure(Block::Tool(block), start, out))
+                };
+                self.tools.push((n, slot, id));
+                slot
             }
         };
-        if let Some(args) = function
+        let Some(args) = function
             .get("arguments")
             .and_then(Value::as_str)
             .filter(|a| !a.is_empty())
-        {
-            self.delta(
+        else {
+            return;
+        };
+        match slot {
+            // The live tool block stays open to the end (see the module
+            // notes), so its index is always the open one.
+            Slot::Live(index) => self.delta(
                 index,
                 json!({ "type": "input_json_delta", "partial_json": args }),
                 out,
+            ),
+            Slot::Deferred(k) => self.deferred[k].body.push_str(args),
+        }
+    }
+
+    /// A tool call is streaming live, so other blocks wait for the end.
+    fn deferring(&self) -> bool {
+        matches!(self.open, Some((_, Block::Tool(_))))
+    }
+
+    fn defer_text(&mut self, kind: Block, text: &str) {
+        match self.deferred.last_mut() {
+            Some(last) if last.kind == kind => last.body.push_str(text),
+            _ => self.deferred.push(Deferred {
+                kind,
+                start: block_start(kind),
+                body: text.to_string(),
+                signature: String::new(),
+            }),
+        }
+    }
+
+    /// Sends the collected blocks, each whole, after the live one.
+    fn flush_deferred(&mut self, out: &mut BytesMut) {
+        self.close(out);
+        for d in std::mem::take(&mut self.deferred) {
+            let index = self.next_index;
+            self.next_index += 1;
+            event(
+                out,
+                "content_block_start",
+                &json!({ "type": "content_block_start", "index": index, "content_block": d.start }),
+            );
+            if !d.body.is_empty() {
+                let delta = match d.kind {
+                    Block::Thinking => json!({ "type": "thinking_delta", "thinking": d.body }),
+                    Block::Text => json!({ "type": "text_delta", "text": d.body }),
+                    Block::Tool(_) => json!({ "type": "input_json_delta", "partial_json": d.body }),
+                };
+                self.delta(index, delta, out);
+            }
+            if !d.signature.is_empty() {
+                self.delta(
+                    index,
+                    json!({ "type": "signature_delta", "signature": d.signature }),
+                    out,
+                );
+            }
+            event(
+                out,
+                "content_block_stop",
+                &json!({ "type": "content_block_stop", "index": index }),
             );
         }
     }
@@ -233,7 +340,7 @@ impl MessageStream {
             return;
         }
         self.start(out);
-        self.close(out);
+        self.flush_deferred(out);
         let used_tools = !self.tools.is_empty();
         let reason = match self.finish.as_deref() {
             Some("length") => "max_tokens",

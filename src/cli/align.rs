@@ -23,7 +23,8 @@ pub fn run(cmd: AlignCommand) -> Result<(), AlignError> {
     } = cmd;
     let mut all = load_dir(&fixtures).map_err(AlignError::Setup)?;
     if let Some(only) = &case {
-        all.retain(|f| &f.name == only);
+        let only = only.strip_suffix(".json").unwrap_or(only);
+        all.retain(|f| f.name == only || f.file_stem.as_deref() == Some(only));
         if all.is_empty() {
             return Err(AlignError::Setup(format!(
                 "no case named {only:?} in {}",

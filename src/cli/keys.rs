@@ -36,7 +36,7 @@ pub async fn run(cmd: KeyCommand, cli: &Cli) -> Result<(), KeyError> {
                 max_concurrency,
                 expires_at: expires_in
                     .and_then(|d| chrono::Duration::from_std(d).ok())
-                    .map(|d| Utc::now() + d),
+                    .and_then(|d| Utc::now().checked_add_signed(d)),
             };
             let (key, plain) = registry
                 .send(CreateKey(spec))

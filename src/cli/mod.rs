@@ -202,3 +202,46 @@ fn log_level(s: &str) -> Result<log::LevelFilter, String> {
     s.parse()
         .map_err(|_| format!("{s:?} is not one of off, error, warn, info, debug, trace"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn env_names(cmd: &clap::Command, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                out.push(env.to_string_lossy().into_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            env_names(sub, out);
+        }
+    }
+
+    /// Every setting has an environment variable, and `.env.example` lists
+    /// each one, so the example file cannot drift from the code.
+    #[test]
+    fn env_example_lists_every_variable() {
+        let example = include_str!("../../.env.example");
+        let mut names = Vec::new();
+        env_names(&Cli::command(), &mut names);
+        names.sort();
+        names.dedup();
+        assert!(names.len() > 40, "{names:?}");
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                !example
+                    .lines()
+                    .any(|l| l.trim_start_matches("# ").starts_with(&format!("{n}=")))
+            })
+            .collect();
+        assert!(missing.is_empty(), ".env.example lacks {missing:?}");
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

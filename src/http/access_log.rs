@@ -14,8 +14,6 @@ pub async fn access_log(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.path().to_string();
     let res = next.call(req).await?;
     let tag = res
         .request()
@@ -23,16 +21,21 @@ pub async fn access_log(
         .get::<RequestTag>()
         .cloned()
         .unwrap_or_default();
-    let account = tag.account.as_deref().unwrap_or("-");
     let status = res.status().as_u16();
     if let Some(state) = res.request().app_data::<actix_web::web::Data<AppState>>() {
         state
             .metrics
-            .request(status, tag.model.as_deref().unwrap_or_default(), account);
+            .request(status, tag.model.as_ref(), tag.account.as_ref());
     }
-    log::info!(
-        "{method} {path} {status} {:.1}ms account={account}",
-        started.elapsed().as_secs_f64() * 1000.0,
-    );
+    if log::log_enabled!(log::Level::Info) {
+        let req = res.request();
+        log::info!(
+            "{} {} {status} {:.1}ms account={}",
+            req.method(),
+            req.path(),
+            started.elapsed().as_secs_f64() * 1000.0,
+            tag.account.as_deref().unwrap_or("-")
+        );
+    }
     Ok(res)
 }

@@ -7,7 +7,7 @@ use crate::error::GatewayError;
 use crate::store::UsageRow;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub async fn metrics(
     req: HttpRequest,
@@ -35,9 +35,7 @@ pub async fn usage(
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
     // A full uuid is a credential while uuid-as-bearer is on: name accounts
     // by their short id, as logs and metrics do.
-    for row in &mut report.rows {
-        row.account = crate::secret::short_id(&row.account).to_string();
-    }
+    short_account_labels(&mut report.rows);
     Ok(HttpResponse::Ok().json(json!({
         "object": "usage",
         "since": report.since,
@@ -46,6 +44,37 @@ pub async fn usage(
         "by_key": totals(&report.rows, |r| &r.key),
         "by_model": totals(&report.rows, |r| &r.model),
     })))
+}
+
+/// Replaces each row's account uuid by its short id; two accounts whose
+/// short ids collide get 13-character prefixes instead, so `by_account`
+/// never merges them.
+fn short_account_labels(rows: &mut [UsageRow]) {
+    let mut ids: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for row in rows.iter() {
+        ids.entry(crate::secret::short_id(&row.account))
+            .or_default()
+            .insert(&row.account);
+    }
+    let labels: HashMap<String, String> = ids
+        .into_values()
+        .flat_map(|full| {
+            let collide = full.len() > 1;
+            full.into_iter().map(move |id| {
+                let label = if collide {
+                    id.get(..13).unwrap_or(id)
+                } else {
+                    crate::secret::short_id(id)
+                };
+                (id.to_string(), label.to_string())
+            })
+        })
+        .collect();
+    for row in rows {
+        if let Some(label) = labels.get(&row.account) {
+            row.account = label.clone();
+        }
+    }
 }
 
 /// Sums rows by one of their labels.
@@ -67,4 +96,37 @@ fn totals<'a>(rows: &'a [UsageRow], by: impl Fn(&'a UsageRow) -> &'a String) -> 
         })
         .collect::<serde_json::Map<_, _>>()
         .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(account: &str) -> UsageRow {
+        UsageRow {
+            account: account.to_string(),
+            ..UsageRow::default()
+        }
+    }
+
+    #[test]
+    fn accounts_are_named_by_short_id_unless_two_collide() {
+        let mut rows = [
+            row("0a1b2c3d-1111-4000-8000-000000000001"),
+            row("0a1b2c3d-2222-4000-8000-000000000002"),
+            row("ffffeeee-3333-4000-8000-000000000003"),
+            row("0a1b2c3d-1111-4000-8000-000000000001"),
+        ];
+        short_account_labels(&mut rows);
+        let labels: Vec<&str> = rows.iter().map(|r| r.account.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "0a1b2c3d-1111",
+                "0a1b2c3d-2222",
+                "ffffeeee",
+                "0a1b2c3d-1111"
+            ]
+        );
+    }
 }

@@ -5,18 +5,23 @@
 use super::AppState;
 use crate::actors::registry::{Principal, Resolve};
 use crate::error::GatewayError;
+use crate::store::keys::KEY_PREFIX;
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest wait for the registry's disk check of an unknown token.
+const RESOLVE_WAIT: Duration = Duration::from_secs(5);
 
 /// What the access log and metrics know about a request.
 #[derive(Clone, Default)]
 pub struct RequestTag {
     pub account: Option<Arc<str>>,
-    pub model: Option<String>,
+    pub model: Option<Arc<str>>,
 }
 
-pub fn tag(req: &HttpRequest, account: Option<Arc<str>>, model: Option<&str>) {
+pub fn tag(req: &HttpRequest, account: Option<Arc<str>>, model: Option<&Arc<str>>) {
     let mut ext = req.extensions_mut();
     let tag = ext.get_mut::<RequestTag>();
     match tag {
@@ -25,13 +30,13 @@ pub fn tag(req: &HttpRequest, account: Option<Arc<str>>, model: Option<&str>) {
                 t.account = account;
             }
             if let Some(m) = model {
-                t.model = Some(m.to_string());
+                t.model = Some(m.clone());
             }
         }
         None => {
             ext.insert(RequestTag {
                 account,
-                model: model.map(str::to_string),
+                model: model.cloned(),
             });
         }
     }
@@ -46,6 +51,11 @@ pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Princip
     let accounts = !state.config.require_key;
     let known = {
         let dir = state.directory.load();
+        if dir.dead_key(token) {
+            return Err(GatewayError::Unauthorized(
+                "this API key was revoked or has expired".into(),
+            ));
+        }
         dir.key(token).map(Principal::Key).or_else(|| {
             dir.account(token)
                 .filter(|_| accounts)
@@ -54,14 +64,24 @@ pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Princip
     };
     let found = match known {
         Some(p) => Some(p),
-        None => state
-            .registry
-            .send(Resolve {
+        // Only a token that could be a key or a uuid is worth a disk check.
+        None if token.starts_with(KEY_PREFIX)
+            || (accounts && uuid::Uuid::parse_str(token).is_ok()) =>
+        {
+            let ask = state.registry.send(Resolve {
                 token: token.to_string(),
                 accounts,
-            })
-            .await
-            .map_err(|e| GatewayError::Unavailable(e.to_string()))?,
+            });
+            // The check reads the disk; a stuck file system must not hang
+            // the request.
+            tokio::time::timeout(RESOLVE_WAIT, ask)
+                .await
+                .map_err(|_| {
+                    GatewayError::Unavailable("the account store is not answering".into())
+                })?
+                .map_err(|e| GatewayError::Unavailable(e.to_string()))?
+        }
+        None => None,
     };
     let principal = found.ok_or_else(|| GatewayError::Unauthorized("invalid API key".into()))?;
     if let Principal::Account(handle) = &principal {
@@ -82,14 +102,17 @@ pub async fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), Ga
 
 fn token(req: &HttpRequest) -> Option<&str> {
     let headers = req.headers();
-    if let Some(value) = headers
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        let token = token.trim();
-        return (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token);
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty());
+    if bearer.is_some() {
+        return bearer;
     }
+    // Another scheme (a proxy's Basic, say) does not hide `x-api-key`.
     headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())

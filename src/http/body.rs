@@ -23,7 +23,9 @@ pub async fn read(
         return Err(GatewayError::PayloadTooLarge { limit });
     }
     let collect = async {
-        let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+        // Grow with what arrives: a declared length reserves nothing up front,
+        // so slow clients cannot pin memory they never send.
+        let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit).min(64 * 1024));
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|e| {
                 GatewayError::invalid(format!("could not read the request body: {e}"))

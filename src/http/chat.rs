@@ -5,7 +5,6 @@ use super::{AppState, auth, body};
 use crate::error::GatewayError;
 use crate::openai::ChatRequest;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::Value;
 use std::time::Instant;
 
 pub async fn completions(
@@ -19,7 +18,7 @@ pub async fn completions(
     let cfg = &state.config;
     let bytes = body::read(&req, payload, cfg.max_body_bytes, cfg.client_body_timeout).await?;
     let chat = ChatRequest::parse(&bytes)?;
-    let affinity = affinity(&req, &chat);
+    let affinity = dispatch::affinity(&req, &chat);
     let job = ChatJob {
         principal,
         chat,
@@ -28,20 +27,4 @@ pub async fn completions(
         received,
     };
     dispatch::run(&req, &state, &http, job).await
-}
-
-/// The conversation a request belongs to: the `x-session-id` header, else
-/// the OpenAI `user` field.
-fn affinity(req: &HttpRequest, chat: &ChatRequest) -> Option<String> {
-    req.headers()
-        .get("x-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| {
-            chat.body
-                .get("user")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .filter(|s| !s.is_empty() && s.len() <= 256)
 }

@@ -36,6 +36,30 @@ pub struct ChatJob {
     pub received: Instant,
 }
 
+/// The ledger's key column for requests that named their account.
+fn pinned_key() -> Arc<str> {
+    static PINNED: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    PINNED.get_or_init(|| Arc::from("-")).clone()
+}
+
+/// The conversation a request belongs to, for pool stickiness: the
+/// `x-session-id` header, else the OpenAI `user` field (which Anthropic's
+/// `metadata.user_id` becomes).
+pub fn affinity(req: &HttpRequest, chat: &ChatRequest) -> Option<String> {
+    let usable = |s: &&str| !s.is_empty() && s.len() <= 256;
+    req.headers()
+        .get("x-session-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(usable)
+        .or_else(|| {
+            chat.body
+                .get("user")
+                .and_then(serde_json::Value::as_str)
+                .filter(usable)
+        })
+        .map(str::to_string)
+}
+
 pub async fn run(
     req: &HttpRequest,
     state: &AppState,
@@ -66,9 +90,9 @@ pub async fn run(
                 )?)),
                 None => None,
             };
-            (Arc::from(k.key.id.as_str()), permit)
+            (k.id.clone(), permit)
         }
-        Principal::Account(_) => (Arc::from("-"), None),
+        Principal::Account(_) => (pinned_key(), None),
     };
     let pool = matches!(principal, Principal::Key(_));
     let max_attempts = if pool {
@@ -253,16 +277,19 @@ fn tool_name(chat: &ChatRequest) -> String {
 async fn forward(
     state: &AppState,
     http: &awc::Client,
-    lease: Lease,
+    mut lease: Lease,
     stream: bool,
     format: ReplyFormat,
     body: Bytes,
     mut meter: Meter,
 ) -> Result<HttpResponse, GatewayError> {
     let cfg = &state.config;
-    let mut request = http.post(&*lease.url);
-    for (name, value) in &lease.headers {
-        request = request.insert_header((*name, value.as_str()));
+    let mut request = match &lease.uri {
+        Some(uri) => http.post(uri.clone()),
+        None => http.post(&*lease.url),
+    };
+    for (name, value) in std::mem::take(&mut lease.headers) {
+        request = request.insert_header((name, value));
     }
     meter.sent();
     let response = match request.send_body(body).await {
@@ -270,7 +297,7 @@ async fn forward(
         Err(e) => {
             meter.finish(false, None);
             return Err(client::send_error(
-                &lease.account_id,
+                &lease.account_label,
                 e,
                 cfg.upstream_timeout,
             ));
@@ -331,28 +358,35 @@ async fn admit_pool(
     starts_turn: bool,
 ) -> Result<(Arc<AccountHandle>, Lease, Duration), GatewayError> {
     let started = Instant::now();
-    let admission = state
-        .scheduler
-        .send(Pick {
-            model: model.to_string(),
-            affinity: affinity.map(str::to_string),
-            exclude: exclude.to_vec(),
-        })
-        .await
-        .map_err(gone)??;
-    let (handle, permit) = match admission {
-        PoolAdmission::Ready(picked) => picked,
-        PoolAdmission::Queued(ticket) => ticket.wait().await?,
-    };
-    let lease = handle
-        .upstream
-        .send(Sign {
-            permit,
-            starts_turn,
-        })
-        .await
-        .map_err(gone)?;
-    Ok((handle, lease, started.elapsed()))
+    let mut exclude = exclude.to_vec();
+    loop {
+        let admission = state
+            .scheduler
+            .send(Pick {
+                model: model.to_string(),
+                affinity: affinity.map(str::to_string),
+                exclude: exclude.clone(),
+            })
+            .await
+            .map_err(gone)??;
+        let (handle, permit) = match admission {
+            PoolAdmission::Ready(picked) => picked,
+            PoolAdmission::Queued(ticket) => ticket.wait().await?,
+        };
+        match handle
+            .upstream
+            .send(Sign {
+                permit,
+                starts_turn,
+            })
+            .await
+        {
+            Ok(lease) => return Ok((handle, lease, started.elapsed())),
+            // The account was deleted between the pick and the signature:
+            // take another one.
+            Err(_) => exclude.push(handle.id.clone()),
+        }
+    }
 }
 
 fn gone(e: actix::MailboxError) -> GatewayError {
@@ -416,5 +450,42 @@ async fn refresh(state: &AppState, account: &AccountHandle) -> bool {
             false
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn chat(user: &str) -> ChatRequest {
+        let body = serde_json::json!({
+            "model": "glm-5",
+            "user": user,
+            "messages": [{"role": "user", "content": "hi"}],
+        });
+        ChatRequest::parse(body.to_string().as_bytes()).expect("valid request")
+    }
+
+    #[test]
+    fn session_header_wins_over_user_field() {
+        let req = TestRequest::default()
+            .insert_header(("x-session-id", "s-1"))
+            .to_http_request();
+        assert_eq!(affinity(&req, &chat("u-1")).as_deref(), Some("s-1"));
+    }
+
+    #[test]
+    fn unusable_session_header_falls_back_to_user_field() {
+        let long = "x".repeat(257);
+        for header in ["", long.as_str()] {
+            let req = TestRequest::default()
+                .insert_header(("x-session-id", header))
+                .to_http_request();
+            assert_eq!(affinity(&req, &chat("u-1")).as_deref(), Some("u-1"));
+        }
+        let req = TestRequest::default().to_http_request();
+        assert_eq!(affinity(&req, &chat("")), None);
+        assert_eq!(affinity(&req, &chat(&long)), None);
     }
 }

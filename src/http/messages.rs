@@ -5,7 +5,7 @@ use super::{AppState, auth, body};
 use crate::anthropic::errors::AnthropicError;
 use crate::anthropic::request::{estimate_tokens, translate};
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Instant;
 
 pub async fn create(
@@ -19,20 +19,7 @@ pub async fn create(
     let cfg = &state.config;
     let bytes = body::read(&req, payload, cfg.max_body_bytes, cfg.client_body_timeout).await?;
     let translated = translate(&bytes, &cfg.anthropic_model_map)?;
-    let affinity = req
-        .headers()
-        .get("x-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| {
-            translated
-                .chat
-                .body
-                .get("user")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .filter(|s| !s.is_empty() && s.len() <= 256);
+    let affinity = dispatch::affinity(&req, &translated.chat);
     let job = ChatJob {
         principal,
         chat: translated.chat,

@@ -73,7 +73,8 @@ pub async fn http_connect(
     };
     let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
     if let Some((user, pass)) = &proxy.credentials {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", pass.expose()));
         head.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
     }
     head.push_str("\r\n");
@@ -121,7 +122,7 @@ pub async fn socks5_connect(
     match (choice, &proxy.credentials) {
         ([5, 0], _) => {}
         ([5, 2], Some((user, pass))) => {
-            let (u, p) = (user.as_bytes(), pass.as_bytes());
+            let (u, p) = (user.as_bytes(), pass.expose().as_bytes());
             let (ul, pl) = (u8::try_from(u.len()), u8::try_from(p.len()));
             let (Ok(ul), Ok(pl)) = (ul, pl) else {
                 return Err(proxy_error("SOCKS5 user or password longer than 255 bytes"));

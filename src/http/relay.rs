@@ -12,7 +12,7 @@ use crate::actors::upstream::Lease;
 use crate::anthropic;
 use crate::error::GatewayError;
 use crate::openai::normalize;
-use crate::openai::sse::SseDecoder;
+use crate::openai::sse::{SseDecoder, SseItem};
 use crate::openai::stream::{EventShaper, StreamShaper};
 use crate::profile::UpstreamFault;
 use actix_web::HttpResponse;
@@ -66,7 +66,7 @@ async fn fail_with_status<S: UpstreamBody>(
     let retry_after = header_text(resp.headers(), header::RETRY_AFTER);
     let body = read_error_body(resp, timeout).await;
     GatewayError::upstream(
-        &lease.account_id,
+        &lease.account_label,
         lease.profile.classify_status(status, retry_after, &body),
     )
 }
@@ -78,10 +78,16 @@ async fn read_error_body<S: UpstreamBody>(
     timeout: Duration,
 ) -> Bytes {
     let mut resp = resp.timeout(timeout.min(ERROR_BODY_TIMEOUT));
-    resp.body()
-        .limit(ERROR_BODY_LIMIT)
-        .await
-        .unwrap_or_default()
+    // The start of a long body is kept (the message is there), not dropped.
+    let mut buf = BytesMut::new();
+    while let Some(Ok(chunk)) = resp.next().await {
+        let room = ERROR_BODY_LIMIT - buf.len();
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= ERROR_BODY_LIMIT {
+            break;
+        }
+    }
+    buf.freeze()
 }
 
 fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
@@ -133,13 +139,23 @@ async fn complete_reply<S: UpstreamBody>(
         return Err(fail_with_status(resp, &lease, opts.body_timeout).await);
     }
     let mut resp = resp.timeout(opts.body_timeout);
-    let account = &lease.account_id;
+    let account = &lease.account_label;
     let body = resp
         .body()
         .limit(opts.max_response_bytes)
         .await
         .map_err(|e| body_error(account, e, opts.max_response_bytes, opts.body_timeout))?;
     drop(lease.permit);
+    if matches!(opts.format, ReplyFormat::OpenAi { .. })
+        && opts.preserve_reasoning
+        && let Some(usage) = plain_success(&body)
+    {
+        // Nothing to change: the upstream's bytes go out as they came.
+        let response = HttpResponse::Ok()
+            .content_type("application/json")
+            .body(body);
+        return Ok((response, Some(usage)));
+    }
     let mut reply: Value = serde_json::from_slice(&body).map_err(|e| {
         GatewayError::upstream(
             account,
@@ -174,6 +190,33 @@ async fn complete_reply<S: UpstreamBody>(
     Ok((response, usage))
 }
 
+/// The fields of a completion that decide whether it can pass untouched.
+#[derive(serde::Deserialize)]
+struct Probe {
+    #[serde(default)]
+    choices: Option<Vec<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    usage: Option<Value>,
+    status: Option<serde::de::IgnoredAny>,
+    error_code: Option<serde::de::IgnoredAny>,
+    msg: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// A reply with choices, a usage object and no trace of an error body
+/// needs no rewriting; returns its usage. Anything else takes the full path
+/// (error classification, zero usage), so this only skips work.
+fn plain_success(body: &[u8]) -> Option<Value> {
+    let probe: Probe = serde_json::from_slice(body).ok()?;
+    let clean = probe.status.is_none()
+        && probe.error_code.is_none()
+        && probe.msg.is_none()
+        && probe.error.as_ref().is_none_or(Value::is_null)
+        && probe.choices.as_ref().is_some_and(|c| !c.is_empty());
+    probe.usage.filter(|u| clean && u.is_object())
+}
+
 /// A stream: the reply head is checked now (so an error still gets a proper
 /// status), then a pump task forwards the events.
 pub async fn stream<S: UpstreamBody>(
@@ -196,7 +239,7 @@ pub async fn stream<S: UpstreamBody>(
         // iFlow answers some failures with a JSON body and status 200 even to a
         // stream request, not always labelled as JSON; the official client
         // would show an empty stream (protocol 7.3).
-        let account = lease.account_id.clone();
+        let account = lease.account_label.clone();
         let body = read_error_body(resp, opts.body_timeout).await;
         let fault = serde_json::from_slice::<Value>(&body)
             .ok()
@@ -208,6 +251,17 @@ pub async fn stream<S: UpstreamBody>(
         return Err(GatewayError::upstream(&account, fault));
     }
 
+    // Look at the first event before answering: an error sent as the first
+    // event still gets a proper status (and a failover), since the client
+    // has received nothing yet.
+    let mut resp = resp;
+    let first = match first_look(&mut resp, &lease, &opts).await {
+        Ok(first) => first,
+        Err(e) => {
+            meter.finish(false, None);
+            return Err(e);
+        }
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let shaper: Box<dyn EventShaper> = match &opts.format {
         ReplyFormat::OpenAi { wants_usage } => Box::new(StreamShaper::new(
@@ -219,12 +273,74 @@ pub async fn stream<S: UpstreamBody>(
             Box::new(anthropic::stream::MessageStream::new(lease.profile, model))
         }
     };
-    actix_web::rt::spawn(pump(resp, tx, lease, shaper, opts, meter));
+    actix_web::rt::spawn(pump(resp, tx, lease, shaper, opts, meter, first));
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(EventStream(rx)))
+}
+
+/// What the first look at a stream found.
+struct FirstLook {
+    decoder: SseDecoder,
+    items: Vec<SseItem>,
+    /// The upstream already ended (the pump then only finishes up).
+    ended: bool,
+}
+
+/// How long to wait for the first event before answering anyway (a silent
+/// upstream then gets keep-alives, not a client waiting for headers).
+const FIRST_EVENT_WAIT: Duration = Duration::from_secs(2);
+
+/// Reads until the first complete event (or the wait, or the end) and
+/// refuses the stream if that event is an upstream error.
+async fn first_look<S: UpstreamBody>(
+    upstream: &mut S,
+    lease: &Lease,
+    opts: &RelayOptions,
+) -> Result<FirstLook, GatewayError> {
+    let account = &lease.account_label;
+    let mut look = FirstLook {
+        decoder: SseDecoder::new(opts.max_response_bytes),
+        items: Vec::new(),
+        ended: false,
+    };
+    let deadline = tokio::time::Instant::now() + FIRST_EVENT_WAIT.min(opts.keepalive);
+    while look.items.is_empty() {
+        match tokio::time::timeout_at(deadline, upstream.next()).await {
+            Err(_) => break,
+            Ok(None) => {
+                look.ended = true;
+                break;
+            }
+            Ok(Some(Err(e))) => {
+                return Err(GatewayError::upstream(
+                    account,
+                    UpstreamFault::Unreachable(format!(
+                        "the stream broke before its first event: {e}"
+                    )),
+                ));
+            }
+            Ok(Some(Ok(bytes))) => {
+                look.decoder.feed(&bytes).map_err(|e| {
+                    GatewayError::upstream(account, UpstreamFault::InvalidResponse(e.to_string()))
+                })?;
+                while let Some(item) = look.decoder.next_item() {
+                    look.items.push(item);
+                }
+            }
+        }
+    }
+    if let Some(SseItem::Data(payload)) = look.items.first()
+        && memchr::memmem::find(payload, b"\"choices\"").is_none()
+        && let Some(fault) = serde_json::from_slice::<Value>(payload)
+            .ok()
+            .and_then(|v| lease.profile.classify_body(&v))
+    {
+        return Err(GatewayError::upstream(account, fault));
+    }
+    Ok(look)
 }
 
 async fn pump<S: UpstreamBody>(
@@ -234,20 +350,31 @@ async fn pump<S: UpstreamBody>(
     mut shaper: Box<dyn EventShaper>,
     opts: RelayOptions,
     meter: Meter,
+    first: FirstLook,
 ) {
-    let account = lease.account_id.clone();
+    let account = lease.account_label.clone();
     let started = Instant::now();
-    let mut decoder = SseDecoder::new(opts.max_response_bytes);
+    let FirstLook {
+        mut decoder,
+        items,
+        ended,
+    } = first;
     let mut last_upstream = Instant::now();
     let mut out = BytesMut::new();
     let mut last_sent = Instant::now();
     shaper.preamble(&mut out);
+    for item in items {
+        shaper.on_item(item, &mut out, &account);
+    }
+    if ended {
+        finish_at_eof(&mut decoder, &mut *shaper, &mut out, &account);
+    }
     if !out.is_empty() && tx.send(out.split().freeze()).await.is_err() {
         // The client left before the first byte.
         meter.finish(false, None);
         return;
     }
-    loop {
+    while !shaper.is_done() {
         // Wake for whichever comes first: the next keep-alive or the end of
         // the idle allowance.
         let keepalive_in = opts.keepalive.saturating_sub(last_sent.elapsed());
@@ -287,21 +414,7 @@ async fn pump<S: UpstreamBody>(
                 let fault = UpstreamFault::StreamInterrupted(e.to_string());
                 shaper.fail(&GatewayError::upstream(&account, fault), &mut out);
             }
-            Ok(None) => {
-                if let Some(item) = decoder.finish() {
-                    shaper.on_item(item, &mut out, &account);
-                }
-                if !shaper.is_done() {
-                    // awc reports a chunked body cut off at a chunk boundary
-                    // as a clean end, so a stream without `[DONE]` is taken
-                    // as truncated rather than complete.
-                    let fault = UpstreamFault::StreamInterrupted(
-                        "the upstream closed the stream before `data: [DONE]`".into(),
-                    );
-                    shaper.fail(&GatewayError::upstream(&account, fault), &mut out);
-                }
-                shaper.on_eof(&mut out);
-            }
+            Ok(None) => finish_at_eof(&mut decoder, &mut *shaper, &mut out, &account),
         }
         if !out.is_empty() {
             let chunk = out.split().freeze();
@@ -315,9 +428,6 @@ async fn pump<S: UpstreamBody>(
                     break;
                 }
             }
-        }
-        if shaper.is_done() {
-            break;
         }
     }
     match shaper.error() {
@@ -333,6 +443,27 @@ async fn pump<S: UpstreamBody>(
     }
     drop(lease);
     meter.finish(shaper.error().is_none(), shaper.usage());
+}
+
+/// The upstream ended: the last unterminated line, then the end. awc reports
+/// a chunked body cut off at a chunk boundary as a clean end, so a stream
+/// without `[DONE]` is taken as truncated rather than complete.
+fn finish_at_eof(
+    decoder: &mut SseDecoder,
+    shaper: &mut dyn EventShaper,
+    out: &mut BytesMut,
+    account: &str,
+) {
+    if let Some(item) = decoder.finish() {
+        shaper.on_item(item, out, account);
+    }
+    if !shaper.is_done() {
+        let fault = UpstreamFault::StreamInterrupted(
+            "the upstream closed the stream before `data: [DONE]`".into(),
+        );
+        shaper.fail(&GatewayError::upstream(account, fault), out);
+    }
+    shaper.on_eof(out);
 }
 
 /// The client side of the pump's channel.

@@ -173,10 +173,13 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     server.await.map_err(ServeError::Run)?;
 
     log::info!("stopped accepting requests; writing usage counters");
-    match registry.send(FlushUsage).await {
-        Ok(Ok(n)) => log::info!("usage written for {n} accounts"),
-        Ok(Err(e)) => log::error!("usage counters could not be written: {e}"),
-        Err(e) => log::error!("registry unavailable at shutdown: {e}"),
+    match tokio::time::timeout(Duration::from_secs(10), registry.send(FlushUsage)).await {
+        Ok(Ok(Ok(n))) => log::info!("usage written for {n} accounts"),
+        Ok(Ok(Err(e))) => log::error!("usage counters could not be written: {e}"),
+        Ok(Err(e)) => log::error!("registry unavailable at shutdown: {e}"),
+        Err(_) => {
+            log::error!("usage counters not written: the data directory did not answer in 10 s")
+        }
     }
     Ok(())
 }

@@ -219,7 +219,12 @@ pub fn parse_token_reply(
     Ok(TokenSet {
         access_token,
         refresh_token: token("refresh_token"),
-        expires_at: expires_in.map(|s| now + chrono::Duration::seconds(s)),
+        // A nonsensical lifetime (negative, or beyond chrono's range) is
+        // treated as unknown rather than trusted or allowed to panic.
+        expires_at: expires_in
+            .filter(|s| *s > 0)
+            .and_then(chrono::TimeDelta::try_seconds)
+            .and_then(|d| now.checked_add_signed(d)),
     })
 }
 

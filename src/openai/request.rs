@@ -86,10 +86,7 @@ impl ChatRequest {
 }
 
 fn field_error(field: &str, problem: &str) -> GatewayError {
-    GatewayError::InvalidRequest {
-        message: format!("`{field}` {problem}"),
-        code: "invalid_request",
-    }
+    GatewayError::invalid(format!("`{field}` {problem}"))
 }
 
 #[cfg(test)]

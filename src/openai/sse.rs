@@ -2,7 +2,7 @@
 //! official client reads it: lines split on `\n`, `data:` with or without a
 //! space, `[DONE]` ends the stream, every other line is ignored.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SseItem {
@@ -21,6 +21,9 @@ pub struct LineTooLong(pub usize);
 pub struct SseDecoder {
     buf: BytesMut,
     max_line: usize,
+    /// `buf[..scanned]` holds no newline: a long line is scanned once, not
+    /// once per read.
+    scanned: usize,
 }
 
 impl SseDecoder {
@@ -28,13 +31,16 @@ impl SseDecoder {
         Self {
             buf: BytesMut::new(),
             max_line,
+            scanned: 0,
         }
     }
 
     /// Appends bytes read from the network.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), LineTooLong> {
         self.buf.extend_from_slice(chunk);
-        if self.buf.len() > self.max_line && memchr::memchr(b'\n', &self.buf).is_none() {
+        if self.buf.len() > self.max_line
+            && memchr::memchr(b'\n', &self.buf[self.scanned..]).is_none()
+        {
             return Err(LineTooLong(self.max_line));
         }
         Ok(())
@@ -42,12 +48,15 @@ impl SseDecoder {
 
     /// The next complete item, if a whole line is buffered.
     pub fn next_item(&mut self) -> Option<SseItem> {
-        while let Some(end) = memchr::memchr(b'\n', &self.buf) {
+        while let Some(at) = memchr::memchr(b'\n', &self.buf[self.scanned..]) {
+            let end = self.scanned + at;
+            self.scanned = 0;
             let line = self.buf.split_to(end + 1).freeze();
             if let Some(item) = parse_line(line.slice(..end)) {
                 return Some(item);
             }
         }
+        self.scanned = self.buf.len();
         None
     }
 
@@ -56,13 +65,9 @@ impl SseDecoder {
         if self.buf.is_empty() {
             return None;
         }
+        self.scanned = 0;
         let rest = std::mem::take(&mut self.buf).freeze();
         parse_line(rest)
-    }
-
-    /// Bytes held back waiting for the end of a line.
-    pub fn pending(&self) -> usize {
-        self.buf.remaining()
     }
 }
 

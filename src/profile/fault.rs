@@ -83,16 +83,6 @@ impl UpstreamFault {
             _ => Verdict::RequestLevel,
         }
     }
-
-    /// Faults that say the account's key is bad, so refreshing may help.
-    pub fn is_key_problem(&self) -> bool {
-        matches!(
-            self,
-            UpstreamFault::KeyExpired(_)
-                | UpstreamFault::KeyInvalid(_)
-                | UpstreamFault::AuthRejected { .. }
-        )
-    }
 }
 
 #[cfg(test)]

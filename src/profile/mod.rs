@@ -49,6 +49,21 @@ impl Default for SessionIds {
     }
 }
 
+/// `stream: true` with `stream_options.include_usage: true`, keeping any
+/// other stream option the client set (a non-object value is replaced).
+pub fn ask_for_stream_usage(body: &mut Map<String, Value>) {
+    body.insert("stream".into(), Value::Bool(true));
+    let options = body
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !options.is_object() {
+        *options = Value::Object(Map::new());
+    }
+    if let Value::Object(o) = options {
+        o.insert("include_usage".into(), Value::Bool(true));
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     /// The official iFlow CLI's wire behaviour.
@@ -66,34 +81,39 @@ impl Profile {
         }
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Profile::Iflow => "iflow",
-            Profile::OpenAi => "openai",
-        }
-    }
-
     /// `<base>/chat/completions`, with a trailing `/` on the base ignored.
     pub fn chat_url(base_url: &str) -> String {
         format!("{}/chat/completions", base_url.trim_end_matches('/'))
     }
 
-    /// The request headers for one call, signed now.
-    pub fn request_headers(
+    /// The headers that stay the same until the credentials change.
+    pub fn fixed_headers(
+        self,
+        creds: &Credentials,
+        ids: &SessionIds,
+    ) -> Vec<(&'static str, String)> {
+        match self {
+            Profile::Iflow => iflow::headers::fixed(creds.api_key.expose(), &ids.session_id),
+            Profile::OpenAi => openai::headers(creds.api_key.expose()),
+        }
+    }
+
+    /// The headers of one call, signed now.
+    pub fn per_request_headers(
         self,
         creds: &Credentials,
         ids: &SessionIds,
         now_ms: i64,
     ) -> Vec<(&'static str, String)> {
         match self {
-            Profile::Iflow => iflow::headers::build(&iflow::headers::HeaderInput {
+            Profile::Iflow => iflow::headers::per_request(&iflow::headers::HeaderInput {
                 api_key: creds.api_key.expose(),
                 session_id: &ids.session_id,
                 conversation_id: &ids.conversation_id,
                 timestamp_ms: now_ms,
                 traceparent: &iflow::headers::new_traceparent(),
             }),
-            Profile::OpenAi => openai::headers(creds.api_key.expose()),
+            Profile::OpenAi => Vec::new(),
         }
     }
 
@@ -155,7 +175,9 @@ mod tests {
             base_url: "http://x/v1".into(),
             auth_type: AuthType::OpenAi,
         };
-        let h = Profile::OpenAi.request_headers(&creds, &SessionIds::new(), 1);
+        let ids = SessionIds::new();
+        let mut h = Profile::OpenAi.fixed_headers(&creds, &ids);
+        h.extend(Profile::OpenAi.per_request_headers(&creds, &ids, 1));
         assert_eq!(
             h,
             vec![

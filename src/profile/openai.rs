@@ -13,13 +13,7 @@ pub fn headers(api_key: &str) -> Vec<(&'static str, String)> {
 
 pub fn rewrite_body(body: &mut Map<String, Value>, stream: bool) {
     if stream {
-        body.insert("stream".into(), Value::Bool(true));
-        let options = body
-            .entry("stream_options")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(o) = options {
-            o.insert("include_usage".into(), Value::Bool(true));
-        }
+        super::ask_for_stream_usage(body);
     }
 }
 

@@ -134,7 +134,8 @@ impl JsonDir {
                 .map_err(io_err("write", &temp_path))?;
             file.sync_all().map_err(io_err("fsync", &temp_path))?;
             fs::rename(&temp_path, &final_path).map_err(io_err("rename", &final_path))?;
-            self.sync_dir()
+            self.sync_dir_after_change();
+            Ok(())
         })();
         if result.is_err() {
             let _ = fs::remove_file(&temp_path);
@@ -148,17 +149,21 @@ impl JsonDir {
         match fs::remove_file(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Ok(()) => {
-                self.sync_dir()?;
+                self.sync_dir_after_change();
                 Ok(true)
             }
             Err(e) => Err(io_err("remove", &path)(e)),
         }
     }
 
-    fn sync_dir(&self) -> Result<(), StoreError> {
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("fsync directory", &self.dir))
+    /// Makes a rename or removal durable. The change itself has already
+    /// happened and readers see it, so a failure here (some network and FUSE
+    /// file systems refuse directory fsync) is logged, not returned: calling
+    /// it a failed write would make callers redo or undo a done change.
+    fn sync_dir_after_change(&self) {
+        if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+            log::warn!("fsync of directory {} failed: {e}", self.dir.display());
+        }
     }
 
     /// Temp files older than a minute are leftovers of a process that died

@@ -1,7 +1,8 @@
-//! The account file store: one JSON file per account under `<data>/accounts/`.
+//! The file stores: accounts (one JSON file each under `<data>/accounts/`),
+//! gateway keys (`keys/`) and the usage ledger (`usage/`).
 //!
-//! Plain synchronous code, so it can be tested without actix and called from
-//! `spawn_blocking`. Every change is "lock, read the file as it is on disk,
+//! Plain synchronous code, so it can be tested without actix; the server
+//! runs it on the `StoreWorker` thread. Every change is "lock, read the file as it is on disk,
 //! apply the change, write atomically, unlock", so a CLI process and a running
 //! server can write the same directory without losing each other's updates.
 //! Atomic write = temp file in the same directory (mode 0600), fsync, rename,
@@ -20,17 +21,33 @@ pub use usage::{UsageFile, UsageRow, UsageStore};
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// A path for messages: an account file is named by its uuid, which is a
+/// credential, so its name is cut to the short id.
+pub fn shown(path: &Path) -> String {
+    let Some(stem) = path.file_stem().map(|s| s.to_string_lossy()) else {
+        return path.display().to_string();
+    };
+    if uuid::Uuid::parse_str(&stem).is_err() {
+        return path.display().to_string();
+    }
+    let dir = path
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    format!("{dir}/{}….json", crate::secret::short_id(&stem))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {}: {source}", shown(path))]
     Io {
         action: &'static str,
         path: PathBuf,
         source: io::Error,
     },
-    #[error("file {path} is not usable ({reason}); it was left untouched")]
+    #[error("file {} is not usable ({reason}); it was left untouched", shown(path))]
     Corrupt { path: PathBuf, reason: String },
-    #[error("no account or key {0}")]
+    #[error("no account or key {}", crate::secret::short_id(.0))]
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
@@ -50,7 +67,7 @@ pub struct AccountStore {
 }
 
 impl AccountStore {
-    /// Opens (creating if needed) `<data_dir>/accounts`.
+    /// Opens `<data_dir>/accounts`; the folder is created on the first write.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         Ok(Self {
             files: JsonDir::open(data_dir.join("accounts"))?,
@@ -166,7 +183,10 @@ impl AccountStore {
         if account.uuid != uuid {
             return Err(StoreError::Corrupt {
                 path,
-                reason: format!("file name does not match uuid {}", account.uuid),
+                reason: format!(
+                    "file name does not match the uuid inside ({}…)",
+                    crate::secret::short_id(&account.uuid)
+                ),
             });
         }
         Ok(Some(account))

@@ -32,10 +32,12 @@ impl UsageRow {
 
     /// Adds `delta`'s counters to this row.
     pub fn absorb(&mut self, delta: &UsageRow) {
-        self.requests += delta.requests;
-        self.errors += delta.errors;
-        self.prompt_tokens += delta.prompt_tokens;
-        self.completion_tokens += delta.completion_tokens;
+        self.requests = self.requests.saturating_add(delta.requests);
+        self.errors = self.errors.saturating_add(delta.errors);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(delta.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(delta.completion_tokens);
         self.last_used_at = self.last_used_at.max(delta.last_used_at);
     }
 }

@@ -30,14 +30,26 @@ pub struct RunHandle {
 impl Telemetry {
     /// Reads, or creates, the installation id under `<data>/telemetry/`.
     pub fn new(settings: TelemetrySettings, data_dir: &Path) -> std::io::Result<Arc<Self>> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let dir = data_dir.join("telemetry");
-        std::fs::create_dir_all(&dir)?;
+        // Private like the account store: the id ties events to this install.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
         let path = dir.join("installation_id");
         let user_id = match std::fs::read_to_string(&path) {
             Ok(id) if uuid::Uuid::parse_str(id.trim()).is_ok() => id.trim().to_string(),
             _ => {
                 let id = uuid::Uuid::new_v4().to_string();
-                std::fs::write(&path, &id)?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)?
+                    .write_all(id.as_bytes())?;
                 id
             }
         };
@@ -81,16 +93,20 @@ impl Telemetry {
     pub fn start(
         self: &Arc<Self>,
         client: &awc::Client,
-        headers: &[(&'static str, String)],
+        headers: &[(
+            actix_web::http::header::HeaderName,
+            actix_web::http::header::HeaderValue,
+        )],
         model: &str,
         tool: &str,
     ) -> RunHandle {
         let header = |name: &str| {
             headers
                 .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
+                .find(|(n, _)| n.as_str() == name)
+                .and_then(|(_, v)| v.to_str().ok())
                 .unwrap_or_default()
+                .to_string()
         };
         let traceparent = header("traceparent");
         let ctx = RunContext {

@@ -161,6 +161,11 @@ pub(super) fn respond(
             );
             stream_head(s, &[]) && stream_pieces(s, text.as_bytes())
         }
+        "stream_biz_first" => {
+            let payload = biz_error(arg).map_or("{}", |b| b.body);
+            let text = format!("data: {payload}\n\ndata: [DONE]\n\n");
+            stream_head(s, &[]) && stream_pieces(s, text.as_bytes())
+        }
         "stream_endless" => {
             let line = format!("data: {{\"content\":\"{}", "x".repeat(8192));
             stream_head(s, &[]) && stream_pieces(s, line.as_bytes())

@@ -194,10 +194,13 @@ impl Handler<ImportAccount> for AccountRegistry {
                 if let Some(models) = msg.models {
                     a.models = models;
                 }
-                // New credentials: whatever was wrong with the old ones is moot.
+                // New credentials: whatever was wrong with the old ones is
+                // moot, here and in a running server (reset_at).
+                let now = Utc::now();
                 a.state = None;
                 a.cooldown_until = None;
-                a.updated_at = Some(Utc::now());
+                a.reset_at = Some(now);
+                a.updated_at = Some(now);
             })
         });
         Box::pin(self.worker.send(job).into_actor(self).map(|res, act, _| {

@@ -206,6 +206,8 @@ impl AccountHealth {
 /// A gateway key as the hot path sees it.
 pub struct KeyHandle {
     pub key: GatewayKey,
+    /// `key.id`, shared, for per-request bookkeeping.
+    pub id: Arc<str>,
     /// The key's own concurrency limit, when it has one.
     pub slots: Option<Arc<Semaphore>>,
 }
@@ -214,7 +216,10 @@ pub struct KeyHandle {
 #[derive(Default)]
 pub struct Directory {
     accounts: HashMap<[u8; 32], Arc<AccountHandle>>,
+    /// Every key on disk, revoked and expired ones too, so a dead key is
+    /// refused without a disk check.
     keys: HashMap<[u8; 32], Arc<KeyHandle>>,
+    keys_by_id: HashMap<String, Arc<KeyHandle>>,
     /// Accounts in a stable order, for round robin.
     ordered: Vec<Arc<AccountHandle>>,
 }
@@ -234,6 +239,10 @@ impl Directory {
             accounts: accounts
                 .iter()
                 .map(|h| (digest(&h.id), h.clone()))
+                .collect(),
+            keys_by_id: keys
+                .iter()
+                .map(|(_, k)| (k.key.id.clone(), k.clone()))
                 .collect(),
             keys: keys
                 .into_iter()
@@ -261,8 +270,15 @@ impl Directory {
             .cloned()
     }
 
+    /// A key that exists but is revoked or expired.
+    pub fn dead_key(&self, token: &str) -> bool {
+        self.keys
+            .get(&digest(token))
+            .is_some_and(|k| !k.key.is_usable(Utc::now()))
+    }
+
     pub fn key_by_id(&self, id: &str) -> Option<Arc<KeyHandle>> {
-        self.keys.values().find(|k| k.key.id == id).cloned()
+        self.keys_by_id.get(id).cloned()
     }
 
     pub fn len(&self) -> usize {

@@ -210,15 +210,10 @@ impl AccountRegistry {
             if self.reported.insert(path.clone()) {
                 // An account file is named by its uuid, a credential: show
                 // the short id, enough to find the file.
-                let shown = match (kind, path.file_stem(), path.parent()) {
-                    ("account", Some(stem), Some(dir)) => format!(
-                        "{}/{}….json",
-                        dir.display(),
-                        short_id(&stem.to_string_lossy())
-                    ),
-                    _ => path.display().to_string(),
-                };
-                log::warn!("skipping {kind} file {shown}: {reason}");
+                log::warn!(
+                    "skipping {kind} file {}: {reason}",
+                    crate::store::shown(path)
+                );
             }
         }
     }
@@ -256,18 +251,17 @@ impl AccountRegistry {
             .map(|e| (e.account.created_at, e.handle.clone()))
             .collect();
         accounts.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
-        let now = chrono::Utc::now();
         let old = self.directory.load();
         let keys = self
             .keys
             .iter()
-            .filter(|k| k.is_usable(now))
             .map(|k| {
                 // Keep the live semaphore of a key that did not change.
                 let kept = old.key_by_id(&k.id).filter(|h| h.key == *k);
                 let handle = kept.unwrap_or_else(|| {
                     Arc::new(KeyHandle {
                         key: k.clone(),
+                        id: Arc::from(k.id.as_str()),
                         slots: k
                             .max_concurrency
                             .map(|n| Arc::new(Semaphore::new(n.max(1)))),

@@ -21,17 +21,20 @@ pub struct FlushUsage;
 #[rtype(result = "Result<UsageFile, StoreError>")]
 pub struct UsageReport;
 
-/// Usage since the last flush, per (account, key, model).
+type Slot = (Arc<str>, Arc<str>, Arc<str>);
+
+/// Usage since the last flush, per (account, key, model). Keyed by shared
+/// strings, so counting an existing slot allocates nothing.
 #[derive(Debug, Default)]
 pub struct UsageLedger {
-    pending: Mutex<HashMap<String, UsageRow>>,
+    pending: Mutex<HashMap<Slot, UsageRow>>,
 }
 
 /// One finished request, as the ledger counts it.
 pub struct UsageEvent<'a> {
-    pub account: &'a str,
-    pub key: &'a str,
-    pub model: &'a str,
+    pub account: &'a Arc<str>,
+    pub key: &'a Arc<str>,
+    pub model: &'a Arc<str>,
     pub ok: bool,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -39,7 +42,11 @@ pub struct UsageEvent<'a> {
 
 impl UsageLedger {
     pub fn record(&self, event: &UsageEvent<'_>) {
-        let slot = format!("{}\0{}\0{}", event.account, event.key, event.model);
+        let slot = (
+            event.account.clone(),
+            event.key.clone(),
+            event.model.clone(),
+        );
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let row = pending.entry(slot).or_insert_with(|| UsageRow {
             account: event.account.to_string(),
@@ -47,10 +54,13 @@ impl UsageLedger {
             model: event.model.to_string(),
             ..UsageRow::default()
         });
-        row.requests += 1;
-        row.errors += u64::from(!event.ok);
-        row.prompt_tokens += event.prompt_tokens;
-        row.completion_tokens += event.completion_tokens;
+        // Token counts come from the upstream: never let them overflow.
+        row.requests = row.requests.saturating_add(1);
+        row.errors = row.errors.saturating_add(u64::from(!event.ok));
+        row.prompt_tokens = row.prompt_tokens.saturating_add(event.prompt_tokens);
+        row.completion_tokens = row
+            .completion_tokens
+            .saturating_add(event.completion_tokens);
         row.last_used_at = Some(Utc::now());
     }
 
@@ -67,7 +77,11 @@ impl UsageLedger {
     fn restore(&self, rows: Vec<UsageRow>) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         for row in rows {
-            let slot = format!("{}\0{}\0{}", row.account, row.key, row.model);
+            let slot: Slot = (
+                Arc::from(row.account.as_str()),
+                Arc::from(row.key.as_str()),
+                Arc::from(row.model.as_str()),
+            );
             match pending.get_mut(&slot) {
                 Some(existing) => existing.absorb(&row),
                 None => {
@@ -160,6 +174,10 @@ impl Handler<FlushUsage> for AccountRegistry {
                                 first_error.get_or_insert(e);
                             }
                         }
+                    }
+                    if written > 0 {
+                        // The files may have carried changes from the CLI.
+                        act.publish();
                     }
                     match first_error {
                         Some(e) if written == 0 => Err(e),

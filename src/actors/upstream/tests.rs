@@ -23,8 +23,8 @@ fn header<'a>(lease: &'a Lease, name: &str) -> &'a str {
     lease
         .headers
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.as_str())
+        .find(|(n, _)| n.as_str() == name)
+        .and_then(|(_, v)| v.to_str().ok())
         .unwrap_or_default()
 }
 

@@ -52,6 +52,7 @@ fn fixture() -> Fixture {
             ],
             body: json!({ "model": "glm-5", "temperature": 1, "messages": [{ "role": "user", "content": "hi" }] }),
         },
+        file_stem: None,
     }
 }
 

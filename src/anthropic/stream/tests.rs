@@ -188,7 +188,6 @@ fn text_then_two_tool_calls_with_split_arguments() {
             "content_block_stop",
             "content_block_start",
             "content_block_delta",
-            "content_block_delta",
             "content_block_stop",
             "message_delta",
             "message_stop"
@@ -204,10 +203,16 @@ fn text_then_two_tool_calls_with_split_arguments() {
         json!({ "type": "input_json_delta", "partial_json": "{\"comm" })
     );
     assert_eq!(e[6].1["delta"]["partial_json"], "and\":\"ls\"}");
+    // The second call waits for the end and arrives whole.
     assert_eq!(e[8].1["index"], 2);
     assert_eq!(e[8].1["content_block"]["name"], "Read");
+    assert_eq!(
+        e[9].1,
+        json!({ "type": "content_block_delta", "index": 2,
+                "delta": { "type": "input_json_delta", "partial_json": "{\"file_path\":\"a.rs\"}" } })
+    );
     assert_eq!(e[10].1["index"], 2);
-    assert_eq!(e[12].1["delta"]["stop_reason"], "tool_use");
+    assert_eq!(e[11].1["delta"]["stop_reason"], "tool_use");
     let joined: String = e[5..7]
         .iter()
         .filter_map(|(_, d)| d["delta"]["partial_json"].as_str())
@@ -216,6 +221,118 @@ fn text_then_two_tool_calls_with_split_arguments() {
         serde_json::from_str::<Value>(&joined).expect("json"),
         json!({ "command": "ls" })
     );
+}
+
+/// Checks the Anthropic rules a client parser relies on: one block open at a
+/// time, indices in order, every delta and stop for the open block.
+fn assert_well_formed(e: &[(String, Value)]) {
+    let mut open: Option<u64> = None;
+    let mut next = 0;
+    for (name, data) in e {
+        match name.as_str() {
+            "content_block_start" => {
+                assert_eq!(open, None, "a block started while another was open");
+                assert_eq!(data["index"], next);
+                open = Some(next);
+                next += 1;
+            }
+            "content_block_delta" => {
+                assert_eq!(Some(&data["index"]), open.map(Value::from).as_ref())
+            }
+            "content_block_stop" => {
+                assert_eq!(Some(&data["index"]), open.map(Value::from).as_ref());
+                open = None;
+            }
+            _ => assert_eq!(open, None, "{name} inside a block"),
+        }
+    }
+}
+
+/// Each tool call's input, joined from its blocks' fragments, by name.
+fn tool_inputs(e: &[(String, Value)]) -> Vec<(String, Value)> {
+    let mut calls: Vec<(u64, String, String)> = Vec::new();
+    for (_, data) in e {
+        if data["content_block"]["type"] == "tool_use" {
+            let name = data["content_block"]["name"].as_str().unwrap_or_default();
+            calls.push((
+                data["index"].as_u64().unwrap_or(0),
+                name.into(),
+                String::new(),
+            ));
+        }
+        if let Some(part) = data["delta"]["partial_json"].as_str()
+            && let Some(call) = calls
+                .iter_mut()
+                .find(|c| Some(c.0) == data["index"].as_u64())
+        {
+            call.2.push_str(part);
+        }
+    }
+    calls
+        .into_iter()
+        .map(|(_, name, args)| (name, serde_json::from_str(&args).expect("whole json")))
+        .collect()
+}
+
+fn tool_call(index: u64, id: Option<&str>, name: Option<&str>, args: &str) -> SseItem {
+    let mut c = json!({ "index": index, "type": "function", "function": { "arguments": args } });
+    if let Some(n) = name {
+        c["function"]["name"] = json!(n);
+    }
+    if let Some(i) = id {
+        c["id"] = json!(i);
+    }
+    delta(json!({ "tool_calls": [c] }))
+}
+
+#[test]
+fn interleaved_tool_call_fragments_each_reach_their_own_block() {
+    let e = events(vec![
+        tool_call(0, Some("call_a"), Some("Bash"), "{\"command\":"),
+        tool_call(1, Some("call_b"), Some("Read"), "{\"file_"),
+        tool_call(0, None, None, "\"ls\"}"),
+        tool_call(1, None, None, "path\":\"a.rs\"}"),
+        finish("tool_calls"),
+        SseItem::Done,
+    ]);
+    assert_well_formed(&e);
+    assert_eq!(
+        tool_inputs(&e),
+        [
+            ("Bash".to_string(), json!({ "command": "ls" })),
+            ("Read".to_string(), json!({ "file_path": "a.rs" })),
+        ]
+    );
+    assert_eq!(e[e.len() - 2].1["delta"]["stop_reason"], "tool_use");
+}
+
+#[test]
+fn text_and_reasoning_after_a_live_tool_call_follow_it_whole() {
+    let e = events(vec![
+        tool_call(0, Some("call_a"), Some("Bash"), "{\"command\":"),
+        delta(json!({ "reasoning_content": "hmm, " })),
+        delta(json!({ "reasoning_content": "fine", "signature": "sig" })),
+        delta(json!({ "content": "Running " })),
+        tool_call(0, None, None, "\"ls\"}"),
+        delta(json!({ "content": "it." })),
+        finish("tool_calls"),
+        SseItem::Done,
+    ]);
+    assert_well_formed(&e);
+    assert_eq!(
+        tool_inputs(&e),
+        [("Bash".to_string(), json!({ "command": "ls" }))]
+    );
+    let blocks: Vec<&Value> = e
+        .iter()
+        .filter(|(n, _)| n == "content_block_start")
+        .map(|(_, d)| &d["content_block"]["type"])
+        .collect();
+    assert_eq!(blocks, ["tool_use", "thinking", "text"]);
+    let deltas: Vec<&Value> = e.iter().map(|(_, d)| &d["delta"]).collect();
+    assert!(deltas.contains(&&json!({ "type": "thinking_delta", "thinking": "hmm, fine" })));
+    assert!(deltas.contains(&&json!({ "type": "signature_delta", "signature": "sig" })));
+    assert!(deltas.contains(&&json!({ "type": "text_delta", "text": "Running it." })));
 }
 
 #[test]

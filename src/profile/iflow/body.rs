@@ -74,16 +74,7 @@ pub fn apply(
     }
 
     if stream {
-        body.insert("stream".into(), Value::Bool(true));
-        let options = body
-            .entry("stream_options")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !options.is_object() {
-            *options = Value::Object(Map::new());
-        }
-        if let Value::Object(o) = options {
-            o.insert("include_usage".into(), Value::Bool(true));
-        }
+        crate::profile::ask_for_stream_usage(body);
     } else {
         body.remove("stream_options");
     }

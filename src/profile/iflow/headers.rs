@@ -14,14 +14,25 @@ pub struct HeaderInput<'a> {
     pub traceparent: &'a str,
 }
 
-/// Header name/value pairs in wire order. `host`, `connection` and
-/// `content-length` are added by the HTTP client.
-pub fn build(input: &HeaderInput<'_>) -> Vec<(&'static str, String)> {
-    let mut headers = Vec::with_capacity(12);
-    headers.push(("content-type", "application/json".to_string()));
-    headers.push(("authorization", format!("Bearer {}", input.api_key)));
-    headers.push(("user-agent", USER_AGENT.to_string()));
-    headers.push(("session-id", input.session_id.to_string()));
+/// The headers that stay the same for an account's session: built once
+/// per credential change.
+pub fn fixed(api_key: &str, session_id: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", "application/json".to_string()),
+        ("authorization", format!("Bearer {api_key}")),
+        ("user-agent", USER_AGENT.to_string()),
+        ("session-id", session_id.to_string()),
+        ("accept", "*/*".to_string()),
+        ("accept-language", "*".to_string()),
+        ("sec-fetch-mode", "cors".to_string()),
+        ("accept-encoding", "br, gzip, deflate".to_string()),
+    ]
+}
+
+/// The headers that change with every request: the conversation, the
+/// signature over a fresh timestamp, and the trace context.
+pub fn per_request(input: &HeaderInput<'_>) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::with_capacity(4);
     headers.push(("conversation-id", input.conversation_id.to_string()));
     if let Some(signature) = sign(
         input.api_key,
@@ -33,11 +44,19 @@ pub fn build(input: &HeaderInput<'_>) -> Vec<(&'static str, String)> {
         headers.push(("x-iflow-timestamp", input.timestamp_ms.to_string()));
     }
     headers.push(("traceparent", input.traceparent.to_string()));
-    headers.push(("accept", "*/*".to_string()));
-    headers.push(("accept-language", "*".to_string()));
-    headers.push(("sec-fetch-mode", "cors".to_string()));
-    headers.push(("accept-encoding", "br, gzip, deflate".to_string()));
     headers
+}
+
+/// The whole set in the official client's wire order. `host`, `connection`
+/// and `content-length` are added by the HTTP client.
+pub fn build(input: &HeaderInput<'_>) -> Vec<(&'static str, String)> {
+    // The official order: the client's own headers up to session-id, the
+    // per-request ones, then fetch's accept headers.
+    let mut fixed = fixed(input.api_key, input.session_id);
+    let accept = fixed.split_off(4);
+    fixed.extend(per_request(input));
+    fixed.extend(accept);
+    fixed
 }
 
 /// A W3C traceparent with random ids and the sampled flag, as the official
