@@ -326,7 +326,6 @@ pub fn check_anthropic_events(out: &[u8], done: bool) {
     let mut next_index = 0u64;
     let mut finished = false;
     let mut delta_seen = false;
-    let mut closed_tools: Vec<u64> = Vec::new();
     for (i, e) in split_events(out).iter().enumerate() {
         let e = std::str::from_utf8(e).expect("utf8");
         let (name, data) = e
@@ -367,16 +366,6 @@ pub fn check_anthropic_events(out: &[u8], done: bool) {
                 next_index += 1;
             }
             "content_block_delta" => {
-                let late_tool = data["delta"]["type"] == "input_json_delta"
-                    && data["index"]
-                        .as_u64()
-                        .is_some_and(|i| closed_tools.contains(&i));
-                if late_tool && open.as_ref().is_none_or(|(i, _)| data["index"] != *i) {
-                    // Known and tolerated (see KNOWN_LATE_TOOL_FRAGMENT in
-                    // tests/fuzz_replay.rs): a fragment for a tool call whose
-                    // block another block already closed goes to that index.
-                    continue;
-                }
                 let (index, kind) = open
                     .clone()
                     .unwrap_or_else(|| panic!("delta outside a block: {e}"));
@@ -390,13 +379,10 @@ pub fn check_anthropic_events(out: &[u8], done: bool) {
                 assert!(allowed.contains(&delta), "{delta} in a {kind} block: {e}");
             }
             "content_block_stop" => {
-                let (index, kind) = open
+                let (index, _) = open
                     .take()
                     .unwrap_or_else(|| panic!("stop outside a block: {e}"));
                 assert_eq!(data["index"], index, "{e}");
-                if kind == "tool_use" {
-                    closed_tools.push(index);
-                }
             }
             "message_delta" => {
                 assert!(open.is_none(), "message_delta with a block open");
