@@ -103,10 +103,18 @@ fn token(p: &Pool, rng: &mut fastrand::Rng) -> String {
 fn one_request(p: &Pool, rng: &mut fastrand::Rng, tally: &Tally) {
     let addr = p.gw.addr;
     let fault = rng.u8(..10) >= 8;
+    let stream = rng.bool();
+    // The scripted streams answer stream requests only; whole requests get
+    // the completion, the tool call or a reasoning-only reply.
+    let normal = if stream {
+        ["hi", "scenario:stream_think", "scenario:stream_tools2"]
+    } else {
+        ["hi", "scenario:tools", "scenario:reasoning_only"]
+    };
     let content = if fault {
         format!("scenario:{}", FAULTS[rng.usize(..FAULTS.len())])
     } else {
-        ["hi", "scenario:stream_think", "scenario:stream_tools2"][rng.usize(..3)].to_string()
+        normal[rng.usize(..3)].to_string()
     };
     let token = if fault && rng.u8(..4) > 0 {
         p.accounts[rng.usize(..p.accounts.len())].clone()
@@ -114,7 +122,6 @@ fn one_request(p: &Pool, rng: &mut fastrand::Rng, tally: &Tally) {
         token(p, rng)
     };
     let token = token.as_str();
-    let stream = rng.bool();
     let anthropic = rng.u8(..3) == 0;
     let resp = if anthropic {
         let mut body = common::anthropic::user_msg(&content);
