@@ -363,9 +363,10 @@ fn mixed_traffic_with_faults_leaves_no_leak() {
         fds1 <= fds0 + fd_slack,
         "open fds grew from {fds0} to {fds1} (slack {fd_slack})"
     );
-    // The allocator keeps some freed memory; a leak of even a few bytes per
-    // request (thousands of them) or of a stream's buffers would pass this.
-    let rss_slack = (rss0 / 2).max(16 * 1024);
+    // The allocator keeps some freed memory (measured: +1.5 to +1.7 MiB after
+    // 20 s and after 120 s alike). A leak of 4 KiB per request exceeds this
+    // in the 20 s run (about 2,000 requests), of 1 KiB in the 120 s run.
+    let rss_slack = (rss0 / 4).max(8 * 1024);
     assert!(
         rss1 <= rss0 + rss_slack,
         "RSS grew from {rss0} KiB to {rss1} KiB (slack {rss_slack} KiB)"
