@@ -2,11 +2,6 @@
 
 use clap::Parser;
 
-/// mimalloc: the gateway allocates and frees small buffers on several
-/// threads for every request; glibc's allocator spent a tenth of the CPU
-/// time on that in profiles (see docs/benchmarks.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use iflow_actix::cli::{Cli, Command};
 use std::process::ExitCode;
 
