@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::client::{Response, chat, get, open_stream};
+use common::client::{Response, chat, connect, get, open_stream, request_bytes};
+use std::io::Write;
 use common::fixtures::STREAM_EVENTS;
 use common::gateway::import;
 use common::{API_KEY, assert_error, iflow, secs, setup, stream_body, user_body};
@@ -118,7 +119,8 @@ fn waiting_longer_than_the_queue_timeout_gets_429_with_retry_after() {
 fn client_leaving_a_stream_frees_the_slot_and_closes_the_upstream_connection() {
     let s = setup(&[
         ("IFLOW_CONCURRENCY", "1"),
-        ("IFLOW_SSE_KEEPALIVE", "200ms"),
+        // Far longer than the test: leaving must be noticed without a write.
+        ("IFLOW_SSE_KEEPALIVE", "60s"),
         ("IFLOW_QUEUE_TIMEOUT", "8s"),
     ]);
     let mut stream = open_stream(
@@ -141,6 +143,41 @@ fn client_leaving_a_stream_frees_the_slot_and_closes_the_upstream_connection() {
     assert!(
         s.mock.wait_early_closes(1, secs(5)),
         "the abandoned stream's upstream connection is still open"
+    );
+}
+
+#[test]
+fn client_leaving_before_a_non_stream_answer_frees_the_slot_and_cancels_upstream() {
+    let s = setup(&[("IFLOW_CONCURRENCY", "1"), ("IFLOW_QUEUE_TIMEOUT", "8s")]);
+    let auth = format!("Bearer {}", s.account);
+    let body = user_body("glm-5", "scenario:hold").to_string();
+    let raw = request_bytes(
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        Some(body.as_bytes()),
+    );
+    let mut gone = connect(s.gw.addr);
+    gone.write_all(&raw).unwrap();
+    assert!(s.mock.wait_in_flight(1, secs(10)));
+    let _ = gone.shutdown(std::net::Shutdown::Both);
+    drop(gone);
+
+    // The held upstream call would keep the only slot for 12 s.
+    let started = Instant::now();
+    let next = chat(s.gw.addr, &s.account, &user_body("glm-5", "hi"));
+    assert_eq!(next.status, 200, "{}", next.text());
+    assert!(
+        started.elapsed() < secs(4),
+        "slot freed only after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        s.mock.wait_early_closes(1, secs(5)),
+        "the abandoned request's upstream connection is still open"
     );
 }
 

@@ -141,6 +141,11 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     .client_request_timeout(config.client_header_timeout)
     .client_disconnect_timeout(Duration::from_secs(5))
     .keep_alive(config.client_keepalive)
+    // A client that closes its side has left: drop its request at once
+    // (that cancels the upstream call and frees the account's slot) rather
+    // than only when a later write to it fails, which for a silent upstream
+    // or a non-stream answer can be minutes away.
+    .h1_allow_half_closed(false)
     // Whole seconds only; round up so "500ms" still leaves some grace.
     .shutdown_timeout(config.shutdown_timeout.as_secs_f64().ceil() as u64)
     .backlog(2048)
