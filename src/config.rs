@@ -109,6 +109,12 @@ pub struct Config {
     #[arg(long, env = "IFLOW_CLIENT_KEEPALIVE", default_value = "75s", value_parser = parse_with("IFLOW_CLIENT_KEEPALIVE", duration))]
     pub client_keepalive: Duration,
 
+    /// How long a client may leave sent data unacknowledged, or keep its
+    /// receive window shut (it stopped reading), before the connection is
+    /// dropped (TCP_USER_TIMEOUT).
+    #[arg(long, env = "IFLOW_CLIENT_STALL_TIMEOUT", default_value = "60s", value_parser = parse_with("IFLOW_CLIENT_STALL_TIMEOUT", duration))]
+    pub client_stall_timeout: Duration,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, env = "IFLOW_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_with("IFLOW_SHUTDOWN_TIMEOUT", duration))]
     pub shutdown_timeout: Duration,

@@ -85,3 +85,46 @@ fn unfinished_body_gets_408_while_other_clients_are_served() {
     assert_eq!(resp.header("connection"), Some("close"));
     assert_eq!(s.mock.requests().len(), 1);
 }
+
+#[test]
+fn client_that_never_reads_its_answer_is_dropped_after_the_stall_timeout() {
+    let s = setup(&[("IFLOW_CLIENT_STALL_TIMEOUT", "2s")]);
+    // A small receive buffer, so the 3 MiB answer cannot all sit in it.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&s.gw.addr.into()).unwrap();
+    let mut idle: TcpStream = sock.into();
+    let auth = format!("Bearer {}", s.account);
+    let body = user_body("glm-5", "scenario:big_complete").to_string();
+    let raw = common::client::request_bytes(
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        Some(body.as_bytes()),
+    );
+    idle.write_all(&raw).unwrap();
+    std::thread::sleep(secs(7));
+
+    // What is still delivered now is what was already in flight; the rest
+    // of the answer must be gone with the connection.
+    idle.set_read_timeout(Some(secs(2))).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match idle.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(_) => break,
+        }
+    }
+    assert!(
+        got < 3 << 20,
+        "the stalled client still received the whole answer ({got} bytes)"
+    );
+    // The gateway still serves others.
+    let ok = chat(s.gw.addr, &s.account, &user_body("glm-5", "hi"));
+    assert_eq!(ok.status, 200, "{}", ok.text());
+}

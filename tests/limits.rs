@@ -6,10 +6,10 @@
 mod common;
 
 use common::client::{Response, chat, connect, get, open_stream, request_bytes};
-use std::io::Write;
 use common::fixtures::STREAM_EVENTS;
 use common::gateway::import;
 use common::{API_KEY, assert_error, iflow, secs, setup, stream_body, user_body};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread::JoinHandle;

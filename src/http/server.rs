@@ -130,6 +130,7 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
         n => n,
     };
     let addr = format!("{}:{}", config.host, config.port);
+    let stall = config.client_stall_timeout;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -138,6 +139,16 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
             .configure(routes)
     })
     .workers(workers)
+    // A client that stops reading keeps its receive window at zero; the
+    // kernel then keeps the connection, and actix the unsent rest of the
+    // answer, for ever. With TCP_USER_TIMEOUT the kernel drops it instead.
+    .on_connect(move |conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
+            && let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(stall))
+        {
+            log::debug!("cannot set TCP_USER_TIMEOUT: {e}");
+        }
+    })
     .client_request_timeout(config.client_header_timeout)
     .client_disconnect_timeout(Duration::from_secs(5))
     .keep_alive(config.client_keepalive)
