@@ -162,6 +162,8 @@ fn invalid_settings_stop_serve_with_the_variable_named() {
         ("IFLOW_UPSTREAM_PROXY", "ftp://127.0.0.1:1"),
         ("IFLOW_PRESERVE_REASONING_CONTENT", "maybe"),
         ("IFLOW_LOG_LEVEL", "loud"),
+        ("IFLOW_ALIGN_MODE", "unofficial"),
+        ("IFLOW_CLIENT_STALL_TIMEOUT", "never"),
     ];
     for (var, value) in cases {
         let mut cmd = command(dir.path(), dir.path());
@@ -171,6 +173,24 @@ fn invalid_settings_stop_serve_with_the_variable_named() {
         assert!(!o.status.success(), "{var}={value} was accepted");
         assert!(stderr.contains(var), "{var}: {stderr}");
     }
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_stops_every_command_with_the_variable_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    for args in [
+        &["serve", "--host", "127.0.0.1"][..],
+        &["token", "list"][..],
+    ] {
+        let mut cmd = command(dir.path(), &file);
+        cmd.args(args);
+        let o = run(cmd);
+        assert!(!o.status.success(), "{args:?} accepted a file as data dir");
+        assert!(out(&o).1.contains("IFLOW_DATA_DIR"), "{}", out(&o).1);
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }
 
 #[test]

@@ -40,7 +40,7 @@ use std::time::Duration;
 )]
 pub struct Cli {
     /// Directory holding `accounts/` (one JSON file per account).
-    #[arg(long, global = true, env = "IFLOW_DATA_DIR", default_value = "./data")]
+    #[arg(long, global = true, env = "IFLOW_DATA_DIR", default_value = "./data", value_parser = parse_with("IFLOW_DATA_DIR", data_dir))]
     pub data_dir: PathBuf,
 
     /// Log level: error, warn, info, debug or trace (RUST_LOG, when set, wins).
@@ -243,5 +243,18 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+}
+
+/// The data directory may not exist yet (it is created), but it must not be
+/// empty or name something that is not a directory.
+fn data_dir(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("empty path".into());
+    }
+    let path = PathBuf::from(s);
+    match std::fs::metadata(&path) {
+        Ok(m) if !m.is_dir() => Err(format!("{s:?} exists and is not a directory")),
+        _ => Ok(path),
     }
 }

@@ -32,10 +32,14 @@ pub enum AlignMode {
     Official,
 }
 
+fn align_mode(s: &str) -> Result<AlignMode, String> {
+    AlignMode::from_str(s, true).map_err(|_| format!("{s:?} is not one of: off, official"))
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct TelemetrySettings {
     /// `off` (default) or `official`: also send the official client's telemetry.
-    #[arg(long, env = "IFLOW_ALIGN_MODE", default_value = "off", value_enum)]
+    #[arg(long, env = "IFLOW_ALIGN_MODE", default_value = "off", value_parser = crate::config::parse_with("IFLOW_ALIGN_MODE", align_mode))]
     pub align_mode: AlignMode,
     /// Base URL of the `//aitrack.lifecycle.*` events.
     #[arg(long, env = "IFLOW_TELEMETRY_GM_URL", default_value = DEFAULT_GM_URL, value_parser = crate::config::parse_with("IFLOW_TELEMETRY_GM_URL", crate::config::http_url))]
