@@ -203,6 +203,19 @@ fn log_level(s: &str) -> Result<log::LevelFilter, String> {
         .map_err(|_| format!("{s:?} is not one of off, error, warn, info, debug, trace"))
 }
 
+/// The data directory may not exist yet (it is created), but it must not be
+/// empty or name something that is not a directory.
+fn data_dir(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("empty path".into());
+    }
+    let path = PathBuf::from(s);
+    match std::fs::metadata(&path) {
+        Ok(m) if !m.is_dir() => Err(format!("{s:?} exists and is not a directory")),
+        _ => Ok(path),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,18 +256,5 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
-    }
-}
-
-/// The data directory may not exist yet (it is created), but it must not be
-/// empty or name something that is not a directory.
-fn data_dir(s: &str) -> Result<PathBuf, String> {
-    if s.is_empty() {
-        return Err("empty path".into());
-    }
-    let path = PathBuf::from(s);
-    match std::fs::metadata(&path) {
-        Ok(m) if !m.is_dir() => Err(format!("{s:?} exists and is not a directory")),
-        _ => Ok(path),
     }
 }
