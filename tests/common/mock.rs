@@ -3,7 +3,7 @@
 //! that never comes) are easy to produce. It records every request and the
 //! number of requests in flight, and answers by scenario (see `scenarios`).
 
-use super::scenarios::{respond, scenario_of};
+use super::scenarios::{reject, respond, scenario_of};
 use super::wire::Conn;
 use serde_json::Value;
 use std::io::{ErrorKind, Read};
@@ -203,18 +203,33 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         let body: Value = serde_json::from_slice(&raw_body).unwrap_or(Value::Null);
         let forced = shared.lock().forced.clone();
         let scenario = forced.unwrap_or_else(|| scenario_of(&body));
+        let recorded = Recorded {
+            method,
+            path,
+            headers: head.headers.clone(),
+            raw_body,
+            body: body.clone(),
+            scenario: scenario.clone(),
+        };
+        // Like the real upstream, refuse a request whose iFlow headers or
+        // signature are wrong, so every test through this mock checks them.
+        let problems = signing_problems(&recorded);
         shared.update(|i| {
-            i.requests.push(Recorded {
-                method,
-                path,
-                headers: head.headers.clone(),
-                raw_body,
-                body: body.clone(),
-                scenario: scenario.clone(),
-            });
+            i.requests.push(recorded);
             i.in_flight += 1;
             i.max_in_flight = i.max_in_flight.max(i.in_flight);
         });
+        if !problems.is_empty() {
+            let _flight = InFlight {
+                shared,
+                done: std::cell::Cell::new(false),
+            };
+            reject(
+                &mut conn.stream,
+                &format!("bad iFlow headers: {problems:?}"),
+            );
+            return;
+        }
         let flight = InFlight {
             shared,
             done: std::cell::Cell::new(false),
@@ -223,6 +238,32 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             return;
         }
     }
+}
+
+/// Headers only the iFlow profile sends: a request with any of them is
+/// checked as an iFlow request (an `openai` account's request has none).
+const IFLOW_ONLY: &[&str] = &[
+    "session-id",
+    "conversation-id",
+    "x-iflow-signature",
+    "x-iflow-timestamp",
+    "traceparent",
+];
+
+fn signing_problems(req: &Recorded) -> Vec<String> {
+    let iflow = req
+        .headers
+        .iter()
+        .any(|(n, _)| IFLOW_ONLY.contains(&n.as_str()))
+        || req.header("user-agent") == Some("iFlow-Cli");
+    if !iflow {
+        return Vec::new();
+    }
+    let key = req
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    super::iflow::header_problems(req, key)
 }
 
 pub(super) enum Held {

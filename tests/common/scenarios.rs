@@ -265,6 +265,12 @@ pub(super) fn respond(
     ok
 }
 
+/// What the real upstream does with a request it cannot authenticate.
+pub(super) fn reject(s: &mut TcpStream, why: &str) -> bool {
+    let body = json!({"error": {"message": format!("mock upstream: {why}"), "type": "invalid_request_error", "code": "mock_rejected"}});
+    reply(s, 400, "application/json", &[], body.to_string().as_bytes())
+}
+
 fn reply(s: &mut TcpStream, status: u16, ctype: &str, extra: &[(&str, &str)], body: &[u8]) -> bool {
     let mut head = format!(
         "HTTP/1.1 {status} Mock\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n",
