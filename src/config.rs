@@ -43,12 +43,17 @@ pub struct Config {
     #[arg(long, env = "IFLOW_FAILOVER_ATTEMPTS", default_value = "3", value_parser = parse_with("IFLOW_FAILOVER_ATTEMPTS", |s| int_in(s, 1, 100)))]
     pub failover_attempts: usize,
 
+    /// No failover starts, and a failover waits in the pool queue no longer,
+    /// once the request is this old.
+    #[arg(long, env = "IFLOW_FAILOVER_DEADLINE", default_value = "60s", value_parser = parse_with("IFLOW_FAILOVER_DEADLINE", duration))]
+    pub failover_deadline: Duration,
+
     /// First rest of an account after an upstream failure; doubles per failure.
     #[arg(long, env = "IFLOW_COOLDOWN_BASE", default_value = "5s", value_parser = parse_with("IFLOW_COOLDOWN_BASE", duration))]
     pub cooldown_base: Duration,
 
     /// Longest rest, whatever the upstream's Retry-After says.
-    #[arg(long, env = "IFLOW_COOLDOWN_MAX", default_value = "5m", value_parser = parse_with("IFLOW_COOLDOWN_MAX", duration))]
+    #[arg(long, env = "IFLOW_COOLDOWN_MAX", default_value = "5m", value_parser = parse_with("IFLOW_COOLDOWN_MAX", cooldown_max))]
     pub cooldown_max: Duration,
 
     /// Keep a conversation (`user` field or `x-session-id` header) on one account.
@@ -182,6 +187,18 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     // Durations end up added to clocks; keep them far from any overflow.
     if d > Duration::from_secs(10 * 365 * 24 * 3600) {
         return Err("must be at most 10 years".into());
+    }
+    Ok(d)
+}
+
+/// Longest cooldown: a duration of at most one day, so that no account
+/// rests for days whatever an upstream's `Retry-After` says.
+pub const COOLDOWN_CEILING: Duration = Duration::from_secs(24 * 3600);
+
+fn cooldown_max(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d > COOLDOWN_CEILING {
+        return Err("must be at most 24h".into());
     }
     Ok(d)
 }

@@ -164,6 +164,8 @@ fn invalid_settings_stop_serve_with_the_variable_named() {
         ("IFLOW_LOG_LEVEL", "loud"),
         ("IFLOW_ALIGN_MODE", "unofficial"),
         ("IFLOW_CLIENT_STALL_TIMEOUT", "never"),
+        ("IFLOW_COOLDOWN_MAX", "30d"),
+        ("IFLOW_FAILOVER_DEADLINE", "-1"),
     ];
     for (var, value) in cases {
         let mut cmd = command(dir.path(), dir.path());

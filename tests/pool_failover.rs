@@ -42,6 +42,28 @@ fn failover_stops_after_iflow_failover_attempts_upstream_calls() {
 }
 
 #[test]
+fn no_failover_starts_after_iflow_failover_deadline() {
+    let p = pool(2, &[("IFLOW_FAILOVER_DEADLINE", "1s")]);
+    for m in &p.mocks {
+        m.force("slow_status:1500:500");
+    }
+    let resp = p.chat("too late to move");
+    assert_error(&resp, 502, "upstream_error", "upstream_server_error");
+    assert_eq!(p.total(), 1, "a second account was tried: {:?}", p.counts());
+}
+
+#[test]
+fn a_failure_within_iflow_failover_deadline_still_fails_over() {
+    let p = pool(2, &[("IFLOW_FAILOVER_DEADLINE", "10s")]);
+    for m in &p.mocks {
+        m.force("slow_status:300:500");
+    }
+    let resp = p.chat("moved in time");
+    assert_error(&resp, 502, "upstream_error", "upstream_server_error");
+    assert_eq!(p.counts(), [1, 1]);
+}
+
+#[test]
 fn when_every_account_refuses_the_client_gets_the_last_upstream_error() {
     let p = pool(3, &[]);
     for m in &p.mocks {

@@ -95,6 +95,7 @@ pub async fn run(
         Principal::Account(_) => (pinned_key(), None),
     };
     let pool = matches!(principal, Principal::Key(_));
+    let deadline = state.config.failover_deadline;
     let max_attempts = if pool {
         state.config.failover_attempts
     } else {
@@ -125,14 +126,32 @@ pub async fn run(
                 .await
                 .map(|(lease, waited)| (h.clone(), lease, waited)),
             Principal::Key(_) => {
-                admit_pool(
+                let admit = admit_pool(
                     state,
                     &model,
                     affinity.as_deref(),
                     &exclude,
                     chat.starts_turn,
-                )
-                .await
+                );
+                match &last {
+                    None => admit.await,
+                    // A failover waits for another account only until the
+                    // deadline.
+                    Some(_) => {
+                        let left = deadline.saturating_sub(received.elapsed());
+                        match actix_web::rt::time::timeout(left, admit).await {
+                            Ok(admitted) => admitted,
+                            Err(_) => {
+                                log::warn!(
+                                    "failover deadline ({deadline:?}) passed while waiting for another account"
+                                );
+                                return Err(last.unwrap_or_else(|| {
+                                    GatewayError::Internal("failover without an error".into())
+                                }));
+                            }
+                        }
+                    }
+                }
             }
         };
         let (handle, lease, queue_wait) = match admitted {
@@ -210,6 +229,13 @@ pub async fn run(
             Verdict::CoolDown(retry_after) => {
                 cool_down(state, &handle, retry_after, fault_reason(&err))
             }
+        }
+        if pool && attempts < max_attempts && received.elapsed() >= deadline {
+            log::warn!(
+                "account {}: {err}; failover deadline ({deadline:?}) passed, giving up",
+                handle.label
+            );
+            return Err(err);
         }
         if pool && attempts < max_attempts {
             log::warn!(

@@ -61,6 +61,12 @@ pub(super) fn respond(
             let b = fixtures::reasoning_only_completion().to_string();
             reply(s, 200, "application/json", &[], b.as_bytes())
         }
+        "slow_status" => {
+            // `slow_status:MS:CODE`: the `status` answer after MS milliseconds.
+            let (ms, rest) = arg.split_once(':').unwrap_or((arg, "500"));
+            std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(500)));
+            return respond(conn, shared, flight, &format!("status:{rest}"), body);
+        }
         "big_complete" => {
             let mut b = fixtures::completion(&model, true);
             b["choices"][0]["message"]["content"] = json!("z".repeat(3 << 20));

@@ -119,7 +119,14 @@ impl AccountHealth {
     /// cooldown only grows here: a late write must not shorten one that
     /// memory has already extended.
     pub fn apply(&self, account: &Account) {
-        let until = account.cooldown_until.map_or(0, |t| t.timestamp_millis());
+        // A file may say anything (hand edits, clock jumps): never rest
+        // longer than the ceiling from now.
+        let ceiling = chrono::Utc::now().timestamp_millis()
+            + i64::try_from(crate::config::COOLDOWN_CEILING.as_millis()).unwrap_or(i64::MAX);
+        let until = account
+            .cooldown_until
+            .map_or(0, |t| t.timestamp_millis())
+            .min(ceiling);
         self.cooldown_until_ms.fetch_max(until, Ordering::Relaxed);
         self.key_invalid.store(
             account.state == Some(AccountState::KeyInvalid),
