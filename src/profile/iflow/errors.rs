@@ -85,6 +85,12 @@ pub fn classify_status(status: u16, retry_after: Option<String>, body: &[u8]) ->
         },
         511 | 413 => UpstreamFault::ContextTooLong(message),
         514 => UpstreamFault::ModelError(message),
+        // iFlow's own codes, should they come as the HTTP status rather
+        // than in a 200 body: they mean the same either way.
+        434 => UpstreamFault::KeyInvalid(message),
+        435 => UpstreamFault::ModelNotSupported(message),
+        439 => UpstreamFault::KeyExpired(message),
+        449 => UpstreamFault::ConcurrencyLimit(message),
         400..=499 => UpstreamFault::BadRequest { status, message },
         _ => UpstreamFault::ServerError { status, message },
     }
@@ -197,6 +203,30 @@ mod tests {
                 b"{\"status\":\"435\",\"msg\":\"Model not support\"}"
             ),
             UpstreamFault::ModelNotSupported(_)
+        ));
+    }
+
+    #[test]
+    fn iflow_codes_sent_as_http_status_mean_what_they_mean_in_a_body() {
+        assert!(matches!(
+            classify_status(434, None, b""),
+            UpstreamFault::KeyInvalid(_)
+        ));
+        assert!(matches!(
+            classify_status(439, None, b"expired"),
+            UpstreamFault::KeyExpired(_)
+        ));
+        assert!(matches!(
+            classify_status(449, None, b"<html>busy</html>"),
+            UpstreamFault::ConcurrencyLimit(_)
+        ));
+        assert!(matches!(
+            classify_status(435, None, b""),
+            UpstreamFault::ModelNotSupported(_)
+        ));
+        assert!(matches!(
+            classify_status(418, None, b""),
+            UpstreamFault::BadRequest { status: 418, .. }
         ));
     }
 }
