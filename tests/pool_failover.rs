@@ -42,6 +42,17 @@ fn failover_stops_after_iflow_failover_attempts_upstream_calls() {
 }
 
 #[test]
+fn a_non_stream_reply_cut_off_midway_moves_to_another_account() {
+    let p = pool(2, &[]);
+    p.mocks[0].force("cut_body");
+    for k in 0..4 {
+        let resp = p.chat(&format!("cut #{k}"));
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    assert_eq!(p.mocks[0].requests().len(), 1, "the broken account rests");
+}
+
+#[test]
 fn no_failover_starts_after_iflow_failover_deadline() {
     let p = pool(2, &[("IFLOW_FAILOVER_DEADLINE", "1s")]);
     for m in &p.mocks {

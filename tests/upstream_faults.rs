@@ -141,6 +141,17 @@ fn refused_connection_is_502_unreachable() {
 }
 
 #[test]
+fn non_stream_reply_cut_off_midway_is_502_unreachable() {
+    let s = setup(&[]);
+    let resp = chat(
+        s.gw.addr,
+        &s.account,
+        &user_body("glm-5", "scenario:cut_body"),
+    );
+    assert_error(&resp, 502, "upstream_error", "upstream_unreachable");
+}
+
+#[test]
 fn never_answering_upstream_times_out_with_504() {
     let s = setup(&[("IFLOW_UPSTREAM_TIMEOUT", "1s")]);
     let started = Instant::now();

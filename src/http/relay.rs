@@ -105,7 +105,10 @@ fn body_error(account: &str, e: PayloadError, limit: usize, timeout: Duration) -
         PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
             UpstreamFault::Timeout(timeout)
         }
-        other => UpstreamFault::StreamInterrupted(other.to_string()),
+        // Nothing has reached the client yet: like a stream that broke
+        // before its first event, this is the account's connection failing
+        // (cooldown, and a pool request moves to another account).
+        other => UpstreamFault::Unreachable(format!("the reply broke off before its end: {other}")),
     };
     GatewayError::upstream(account, fault)
 }
@@ -138,6 +141,12 @@ async fn complete_reply<S: UpstreamBody>(
     if !resp.status().is_success() {
         return Err(fail_with_status(resp, &lease, opts.body_timeout).await);
     }
+    // awc ends a body cut short by a closed connection as if it were
+    // complete; an unencoded body can be checked against its length.
+    let declared: Option<usize> = match resp.headers().get(header::CONTENT_ENCODING) {
+        Some(e) if e.as_bytes() != b"identity" => None,
+        _ => header_text(resp.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+    };
     let mut resp = resp.timeout(opts.body_timeout);
     let account = &lease.account_label;
     let body = resp
@@ -145,6 +154,15 @@ async fn complete_reply<S: UpstreamBody>(
         .limit(opts.max_response_bytes)
         .await
         .map_err(|e| body_error(account, e, opts.max_response_bytes, opts.body_timeout))?;
+    if let Some(len) = declared.filter(|len| body.len() < *len) {
+        return Err(GatewayError::upstream(
+            account,
+            UpstreamFault::Unreachable(format!(
+                "the reply broke off after {} of {len} bytes",
+                body.len()
+            )),
+        ));
+    }
     drop(lease.permit);
     if matches!(opts.format, ReplyFormat::OpenAi { .. })
         && opts.preserve_reasoning

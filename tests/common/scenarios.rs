@@ -231,6 +231,12 @@ pub(super) fn respond(
                 Held::Gone => return false,
             }
         }
+        "cut_body" => {
+            // A 200 reply whose body stops halfway, then the connection closes.
+            let head = "HTTP/1.1 200 Mock\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"id\":";
+            let _ = s.write_all(head.as_bytes()).and_then(|()| s.flush());
+            return false;
+        }
         "stall_body" => {
             // A reply head whose body never finishes: status in ARG, JSON type.
             let head = format!(
