@@ -145,15 +145,21 @@ impl KeyStore {
         self.write(key)
     }
 
-    /// Marks the key with this id (or unique id/prefix start) revoked.
+    /// Marks one key revoked, named by its id, a unique start (8+
+    /// characters) of the id, a unique start of its shown prefix that goes
+    /// past `sk-iflow-`, or the whole plain key.
     pub fn revoke(&self, id: &str, now: DateTime<Utc>) -> Result<GatewayKey, StoreError> {
         let _lock = self.files.lock()?;
         let (keys, _) = self.scan()?;
+        let whole_key_hash =
+            (id.starts_with(KEY_PREFIX) && id.len() > KEY_PREFIX.len() + 4).then(|| hash_key(id));
+        let by_key = |k: &GatewayKey| match &whole_key_hash {
+            Some(hash) => *hash == k.hash,
+            None => id.len() > KEY_PREFIX.len() && k.prefix.starts_with(id),
+        };
         let matches: Vec<GatewayKey> = keys
             .into_iter()
-            .filter(|k| {
-                k.id == id || (id.len() >= 8 && (k.id.starts_with(id) || k.prefix.starts_with(id)))
-            })
+            .filter(|k| k.id == id || (id.len() >= 8 && k.id.starts_with(id)) || by_key(k))
             .collect();
         let mut key = match matches.len() {
             1 => matches
@@ -214,6 +220,37 @@ mod tests {
             store.revoke("key-nothing", Utc::now()),
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_key_is_revoked_by_its_whole_text_or_shown_prefix_never_by_sk_iflow_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = KeyStore::open(dir.path()).expect("open");
+        let (a, plain_a) = GatewayKey::generate(KeySpec::default(), Utc::now()).expect("a");
+        store.create(&a).expect("create");
+        for vague in ["sk-iflow", "sk-iflow-"] {
+            assert!(
+                matches!(
+                    store.revoke(vague, Utc::now()),
+                    Err(StoreError::NotFound(_))
+                ),
+                "{vague:?} named a key"
+            );
+        }
+        let wrong = format!("{}x", plain_a.expose());
+        assert!(matches!(
+            store.revoke(&wrong, Utc::now()),
+            Err(StoreError::NotFound(_))
+        ));
+        let revoked = store
+            .revoke(plain_a.expose(), Utc::now())
+            .expect("whole key");
+        assert_eq!(revoked.id, a.id);
+
+        let (b, _) = GatewayKey::generate(KeySpec::default(), Utc::now()).expect("b");
+        store.create(&b).expect("create");
+        let revoked = store.revoke(&b.prefix, Utc::now()).expect("prefix");
+        assert_eq!(revoked.id, b.id);
     }
 
     #[test]
