@@ -80,8 +80,11 @@ impl Nginx {
 events {{ worker_connections 8192; }}
 http {{
   access_log off;
+  # nginx closes a keep-alive connection after 1000 requests by default; the
+  # load generator (like the gateway) keeps connections for the whole phase.
+  keepalive_requests 100000000;
   client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
-  upstream mock {{ server 127.0.0.1:{mock_port}; keepalive 2048; }}
+  upstream mock {{ server 127.0.0.1:{mock_port}; keepalive 2048; keepalive_requests 100000000; }}
   server {{
     listen 127.0.0.1:{port};
     location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }}
