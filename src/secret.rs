@@ -51,6 +51,34 @@ pub fn mask(value: &str) -> String {
     }
 }
 
+/// Masks anything in `text` that looks like an API key (`sk-` and at least
+/// 16 more key characters), for upstream error text that is passed on to
+/// clients and logs: an upstream that echoes the key must not leak it.
+pub fn redact_keys(text: &str) -> String {
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("sk-") {
+        let starts_word = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !is_key_char(c));
+        let len = rest[at..]
+            .find(|c: char| !is_key_char(c))
+            .unwrap_or(rest.len() - at);
+        let token = &rest[at..at + len];
+        out.push_str(&rest[..at]);
+        if starts_word && token.len() >= 19 {
+            out.push_str(&mask(token));
+        } else {
+            out.push_str(token);
+        }
+        rest = &rest[at + len.max(3)..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Secret({})", self.masked())
@@ -78,6 +106,22 @@ impl<'de> Deserialize<'de> for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_in_upstream_text_are_masked_and_nothing_else_changes() {
+        let key = "sk-0123456789abcdef0123456789abcdef";
+        let text = format!("invalid apiKey {key}, 请重试 (risk-sk-1 task-sk-abc)");
+        let out = redact_keys(&text);
+        assert!(!out.contains(key), "{out}");
+        assert!(out.contains(&mask(key)), "{out}");
+        assert!(out.ends_with(", 请重试 (risk-sk-1 task-sk-abc)"), "{out}");
+        assert_eq!(
+            redact_keys("no keys here: sk-short"),
+            "no keys here: sk-short"
+        );
+        assert_eq!(redact_keys("sk-"), "sk-");
+        assert_eq!(redact_keys(""), "");
+    }
 
     #[test]
     fn debug_and_display_never_show_the_value() {

@@ -141,6 +141,22 @@ fn refused_connection_is_502_unreachable() {
 }
 
 #[test]
+fn an_upstream_that_echoes_the_key_does_not_leak_it_to_the_client_or_the_log() {
+    let s = setup(&[]);
+    for code in ["434", "500"] {
+        // A scenario argument ends at the first space.
+        let text = format!("scenario:say:{code}:key={API_KEY},refused");
+        for body in [user_body("glm-5", &text), stream_body("glm-5", &text)] {
+            let resp = chat(s.gw.addr, &s.account, &body);
+            assert!(resp.status >= 400, "{}", resp.text());
+            assert!(!resp.text().contains(API_KEY), "{}", resp.text());
+            assert!(resp.text().contains(",refused"), "{}", resp.text());
+        }
+    }
+    assert!(!s.gw.log().contains(API_KEY), "the key reached the log");
+}
+
+#[test]
 fn non_stream_reply_cut_off_midway_is_502_unreachable() {
     let s = setup(&[]);
     let resp = chat(

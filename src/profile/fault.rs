@@ -38,6 +38,45 @@ pub enum UpstreamFault {
     StreamInterrupted(String),
 }
 
+impl UpstreamFault {
+    /// The same fault with any API key in its upstream text masked.
+    pub fn redacted(self) -> Self {
+        use crate::secret::redact_keys as r;
+        use UpstreamFault as F;
+        match self {
+            F::Unreachable(m) => F::Unreachable(r(&m)),
+            F::Timeout(d) => F::Timeout(d),
+            F::AuthRejected { status, message } => F::AuthRejected {
+                status,
+                message: r(&message),
+            },
+            F::KeyExpired(m) => F::KeyExpired(r(&m)),
+            F::KeyInvalid(m) => F::KeyInvalid(r(&m)),
+            F::RateLimited {
+                message,
+                retry_after,
+            } => F::RateLimited {
+                message: r(&message),
+                retry_after,
+            },
+            F::ConcurrencyLimit(m) => F::ConcurrencyLimit(r(&m)),
+            F::ContextTooLong(m) => F::ContextTooLong(r(&m)),
+            F::ModelNotSupported(m) => F::ModelNotSupported(r(&m)),
+            F::ModelError(m) => F::ModelError(r(&m)),
+            F::BadRequest { status, message } => F::BadRequest {
+                status,
+                message: r(&message),
+            },
+            F::ServerError { status, message } => F::ServerError {
+                status,
+                message: r(&message),
+            },
+            F::InvalidResponse(m) => F::InvalidResponse(r(&m)),
+            F::StreamInterrupted(m) => F::StreamInterrupted(r(&m)),
+        }
+    }
+}
+
 /// What a fault says about the account that produced it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

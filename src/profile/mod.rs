@@ -133,10 +133,11 @@ impl Profile {
 
     /// Recognises an error payload inside a 2xx reply or a stream event.
     pub fn classify_body(self, body: &Value) -> Option<UpstreamFault> {
-        match self {
+        let fault = match self {
             Profile::Iflow => iflow::errors::classify_body(body),
             Profile::OpenAi => openai::classify_body(body),
-        }
+        };
+        fault.map(UpstreamFault::redacted)
     }
 
     /// Maps a non-2xx reply.
@@ -148,7 +149,7 @@ impl Profile {
     ) -> UpstreamFault {
         // The iFlow mapping is a superset of the generic one; its extra codes
         // never occur in other providers' replies.
-        iflow::errors::classify_status(status, retry_after, body)
+        iflow::errors::classify_status(status, retry_after, body).redacted()
     }
 }
 

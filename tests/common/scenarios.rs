@@ -231,6 +231,12 @@ pub(super) fn respond(
                 Held::Gone => return false,
             }
         }
+        "say" => {
+            // `say:CODE:TEXT`: an iFlow error body with that code and message.
+            let (code, text) = arg.split_once(':').unwrap_or((arg, ""));
+            let b = json!({"status": code, "msg": text});
+            reply(s, 200, "application/json", &[], b.to_string().as_bytes())
+        }
         "cut_body" => {
             // A 200 reply whose body stops halfway, then the connection closes.
             let head = "HTTP/1.1 200 Mock\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"id\":";
