@@ -134,6 +134,12 @@ fn wrong_or_missing_key_is_401_authentication_error_without_calling_upstream() {
         Some(body.as_bytes()),
     );
     assert_error(&resp, 401, "authentication_error");
+    // Anthropic clients send `x-api-key`, so the hint names both headers.
+    let message = resp.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("`Authorization: Bearer") && message.contains("`x-api-key:"),
+        "{message}"
+    );
     let resp = post_raw(
         s.gw.addr,
         "/v1/messages/count_tokens",
