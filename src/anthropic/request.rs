@@ -239,8 +239,10 @@ fn image_url(source: Option<&Value>) -> Option<String> {
     }
 }
 
-/// An assistant turn: text → content, thinking → `reasoning_content`
-/// (as the official client replays it), tool_use → `tool_calls`.
+/// An assistant turn: text → content, thinking → `reasoning_content` and
+/// `signature` (as the official client replays them), tool_use →
+/// `tool_calls`. Several thinking blocks: their texts are joined and the
+/// last non-empty signature is kept, as the message has room for one.
 fn assistant_message(content: &Value) -> Value {
     let blocks = match content {
         Value::String(s) => return json!({ "role": "assistant", "content": s }),
@@ -249,11 +251,21 @@ fn assistant_message(content: &Value) -> Value {
     };
     let mut text = Vec::new();
     let mut reasoning = Vec::new();
+    let mut signature = None;
     let mut calls = Vec::new();
     for block in blocks {
         match block.get("type").and_then(Value::as_str) {
             Some("text") => text.extend(block.get("text").and_then(Value::as_str)),
-            Some("thinking") => reasoning.extend(block.get("thinking").and_then(Value::as_str)),
+            Some("thinking") => {
+                reasoning.extend(block.get("thinking").and_then(Value::as_str));
+                if let Some(s) = block
+                    .get("signature")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
+                    signature = Some(s);
+                }
+            }
             Some("tool_use") => {
                 let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
                 calls.push(json!({
@@ -273,6 +285,9 @@ fn assistant_message(content: &Value) -> Value {
     message.insert("content".into(), json!(text.join("")));
     if !reasoning.is_empty() {
         message.insert("reasoning_content".into(), json!(reasoning.join("")));
+    }
+    if let Some(signature) = signature {
+        message.insert("signature".into(), json!(signature));
     }
     if !calls.is_empty() {
         message.insert("tool_calls".into(), Value::Array(calls));
