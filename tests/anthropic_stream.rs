@@ -10,7 +10,7 @@ use common::anthropic::{
     message_end, message_start, messages, stream_msg,
 };
 use common::client::Response;
-use common::scripted::{STREAM_USAGE, TEXT_DELTAS, THINK_DELTAS, TWO_CALLS};
+use common::scripted::{STOPPED_TEXT, STREAM_USAGE, TEXT_DELTAS, THINK_DELTAS, TWO_CALLS};
 use common::{API_KEY, setup};
 use serde_json::{Value, json};
 
@@ -101,6 +101,33 @@ fn text_then_two_tool_calls_are_three_blocks_first_live_second_whole() {
     }
     want.extend(message_end("tool_use", STREAM_USAGE));
     assert_eq!(events_without_id(&resp.text()), want);
+}
+
+/// vLLM and SGLang name the stop that matched; it lands in `message_delta`.
+#[test]
+fn a_stop_sequence_the_upstream_names_is_in_the_message_delta() {
+    let s = setup(&[]);
+    for field in ["stop_reason", "matched_stop"] {
+        let mut body = stream_msg(&format!("scenario:stop_matched:{field}"));
+        body["stop_sequences"] = json!(["\n\nHuman:", "4,"]);
+        let resp = messages(s.gw.addr, &s.account, &body);
+        assert_stream_head(&resp);
+        let (input, output) = STREAM_USAGE;
+        let want = vec![
+            message_start(MODEL),
+            block_start(0, json!({"type": "text", "text": ""})),
+            text_delta(0, STOPPED_TEXT),
+            block_stop(0),
+            (
+                "message_delta".to_string(),
+                json!({"type": "message_delta",
+                       "delta": {"stop_reason": "stop_sequence", "stop_sequence": "4,"},
+                       "usage": {"input_tokens": input, "output_tokens": output}}),
+            ),
+            ("message_stop".to_string(), json!({"type": "message_stop"})),
+        ];
+        assert_eq!(events_without_id(&resp.text()), want, "{field}");
+    }
 }
 
 #[test]

@@ -161,7 +161,10 @@ fn missing_or_unknown_bearer_is_401_and_health_needs_none() {
         );
         assert_error(&chat, 401, "authentication_error", "invalid_api_key");
         if auth.is_none() {
-            let message = chat.json()["error"]["message"].as_str().unwrap().to_string();
+            let message = chat.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .to_string();
             assert!(
                 message.starts_with("missing API key")
                     && message.contains("`Authorization: Bearer")

@@ -716,7 +716,10 @@ fn late_tool_fragment_stays_inside_an_open_block() {
         json!({"choices": [{"delta": {"tool_calls": [{"index": 0,
                "function": {"arguments": "1}"}}]}}]}),
     ];
-    let mut s = MessageStream::new(iflow_actix::profile::Profile::Iflow, "m");
+    let mut s = MessageStream::new(
+        iflow_actix::profile::Profile::Iflow,
+        iflow_actix::anthropic::Echo::model("m"),
+    );
     let mut out = BytesMut::new();
     s.preamble(&mut out);
     for c in chunks {

@@ -4,6 +4,7 @@
 //! sampling fields, `thinking` and `metadata.user_id` are carried over;
 //! fields without an OpenAI meaning are ignored, never rejected.
 
+use super::Echo;
 use super::models::ModelMap;
 use crate::error::GatewayError;
 use crate::openai::ChatRequest;
@@ -14,8 +15,8 @@ use serde_json::{Map, Value, json};
 /// A translated request and what the reply needs to say.
 pub struct Translated {
     pub chat: ChatRequest,
-    /// The model name the client asked for (echoed in the reply).
-    pub client_model: String,
+    /// The client's model name and stop sequences, for the reply.
+    pub echo: Echo,
 }
 
 pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayError> {
@@ -83,12 +84,18 @@ pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayE
             body.insert(key.into(), v.clone());
         }
     }
+    let mut stop_sequences = Vec::new();
     if let Some(stops) = req
         .get("stop_sequences")
         .and_then(Value::as_array)
         .filter(|s| !s.is_empty())
     {
         body.insert("stop".into(), Value::Array(stops.clone()));
+        stop_sequences = stops
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
     }
     let tools = tools_of(req.get("tools"));
     if !tools.is_empty() {
@@ -115,7 +122,10 @@ pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayE
             starts_turn,
             thinking: thinking_of(req.get("thinking")),
         },
-        client_model,
+        echo: Echo {
+            model: client_model,
+            stop_sequences,
+        },
     })
 }
 

@@ -13,7 +13,7 @@
 //! therefore lands in its own call's block, in any arrival order.
 
 use super::response::usage as anthropic_usage;
-use super::{errors, new_id, stop_reason};
+use super::{Echo, errors, new_id, stop};
 use crate::error::GatewayError;
 use crate::openai::sse::SseItem;
 use crate::openai::stream::EventShaper;
@@ -49,7 +49,7 @@ struct Deferred {
 
 pub struct MessageStream {
     profile: Profile,
-    model: String,
+    echo: Echo,
     id: String,
     started: bool,
     done: bool,
@@ -59,6 +59,8 @@ pub struct MessageStream {
     tools: Vec<(u64, Slot, String)>,
     deferred: Vec<Deferred>,
     finish: Option<String>,
+    /// The request's stop sequence the upstream said it stopped at.
+    matched_stop: Option<String>,
     usage: Option<Value>,
     error: Option<String>,
     events: u64,
@@ -81,11 +83,11 @@ fn block_start(kind: Block) -> Value {
 }
 
 impl MessageStream {
-    /// `model` is the name the client asked for.
-    pub fn new(profile: Profile, model: &str) -> Self {
+    /// `echo`: the model name the client asked for and its stop sequences.
+    pub fn new(profile: Profile, echo: Echo) -> Self {
         Self {
             profile,
-            model: model.to_string(),
+            echo,
             id: new_id("msg_"),
             started: false,
             done: false,
@@ -94,6 +96,7 @@ impl MessageStream {
             tools: Vec::new(),
             deferred: Vec::new(),
             finish: None,
+            matched_stop: None,
             usage: None,
             error: None,
             events: 0,
@@ -109,7 +112,7 @@ impl MessageStream {
             "id": self.id,
             "type": "message",
             "role": "assistant",
-            "model": self.model,
+            "model": self.echo.model,
             "content": [],
             "stop_reason": null,
             "stop_sequence": null,
@@ -220,6 +223,9 @@ impl MessageStream {
         }
         if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
             self.finish = Some(f.to_string());
+        }
+        if self.matched_stop.is_none() {
+            self.matched_stop = self.echo.matched_stop(choice);
         }
     }
 
@@ -341,12 +347,11 @@ impl MessageStream {
         }
         self.start(out);
         self.flush_deferred(out);
-        let used_tools = !self.tools.is_empty();
-        let reason = match self.finish.as_deref() {
-            Some("length") => "max_tokens",
-            _ if used_tools => "tool_use",
-            other => stop_reason(other),
-        };
+        let (reason, sequence) = stop(
+            self.finish.as_deref(),
+            !self.tools.is_empty(),
+            self.matched_stop.as_deref(),
+        );
         // The upstream reports usage only at the end, so the input tokens
         // travel here too, not in `message_start`.
         let usage = anthropic_usage(self.usage.as_ref());
@@ -355,7 +360,7 @@ impl MessageStream {
             "message_delta",
             &json!({
                 "type": "message_delta",
-                "delta": { "stop_reason": reason, "stop_sequence": null },
+                "delta": { "stop_reason": reason, "stop_sequence": sequence },
                 "usage": usage,
             }),
         );

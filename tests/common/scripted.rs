@@ -8,6 +8,9 @@
 //!   `stream_tools2`: text, then two tool calls with argument fragments;
 //!   `stream_tools2_noindex`: the same calls without `index`, each whole in
 //!   one chunk, as some OpenAI-compatible providers send them.
+//! - `stop_matched:FIELD`: [`STOPPED_TEXT`], ended by the request's last
+//!   `stop` sequence, which the choice names in FIELD the way vLLM
+//!   (`stop_reason`) or SGLang (`matched_stop`) do; stream or not.
 
 use serde_json::{Value, json};
 
@@ -157,6 +160,37 @@ pub fn chunks(name: &str, body: &Value) -> Vec<Value> {
     out.push(chunk(json!({}), Some(finish)));
     out.push(usage_chunk(used));
     out
+}
+
+/// The text of `stop_matched`.
+pub const STOPPED_TEXT: &str = "1, 2, 3";
+
+/// `stop_matched:FIELD`: a completion, or its SSE text for a stream.
+pub fn stop_matched(body: &Value, field: &str) -> String {
+    let stop = body["stop"]
+        .as_array()
+        .and_then(|s| s.last())
+        .cloned()
+        .unwrap_or(Value::Null);
+    if body["stream"] != true {
+        let mut choice = json!({"index": 0, "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": STOPPED_TEXT}});
+        choice[field] = stop;
+        let reply = json!({"id": "chatcmpl-stop", "object": "chat.completion",
+                           "created": 1_700_000_000, "model": body["model"],
+                           "choices": [choice], "usage": usage(STREAM_USAGE)});
+        return reply.to_string();
+    }
+    let mut last = chunk(json!({}), Some("stop"));
+    last["choices"][0][field] = stop;
+    let chunks = [
+        chunk(json!({"role": "assistant", "content": STOPPED_TEXT}), None),
+        last,
+        usage_chunk(STREAM_USAGE),
+    ];
+    let mut s: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    s.push_str("data: [DONE]\n\n");
+    s
 }
 
 /// The upstream's SSE text for a stream script.

@@ -10,7 +10,8 @@ fn run(body: &str) -> Translated {
 #[test]
 fn claude_code_turn_translates_every_block() {
     let t = run(CLAUDE_CODE);
-    assert_eq!(t.client_model, "claude-sonnet-4-5-20250929");
+    assert_eq!(t.echo.model, "claude-sonnet-4-5-20250929");
+    assert!(t.echo.stop_sequences.is_empty());
     assert_eq!(t.chat.model, "glm-5");
     assert!(t.chat.stream && t.chat.wants_stream_usage);
     assert!(t.chat.starts_turn, "the last message is the user's");
@@ -99,6 +100,7 @@ fn simple_request_fields() {
         json!({ "role": "system", "content": "Be brief." })
     );
     assert_eq!(b["stop"], json!(["END"]));
+    assert_eq!(t.echo.stop_sequences, ["END"]);
     assert_eq!(b["top_p"], 0.9);
     assert_eq!(b["top_k"], 40);
     assert!(b.get("stream").is_none());
@@ -127,7 +129,9 @@ fn thinking_signatures_travel_next_to_the_reasoning() {
     );
     // No signature anywhere (or only empty ones): no `signature` key.
     assert_eq!(
-        assistant(r#"[{"type":"thinking","thinking":"t","signature":""},{"type":"text","text":"b"}]"#),
+        assistant(
+            r#"[{"type":"thinking","thinking":"t","signature":""},{"type":"text","text":"b"}]"#
+        ),
         json!({ "role": "assistant", "content": "b", "reasoning_content": "t" })
     );
     assert_eq!(

@@ -24,7 +24,12 @@ fn usage(prompt: u64, completion: u64) -> SseItem {
 
 /// Runs items through a fresh stream; returns (event name, data) pairs.
 fn events(items: Vec<SseItem>) -> Vec<(String, Value)> {
-    let mut s = MessageStream::new(Profile::Iflow, "claude-sonnet-4-5");
+    events_for(Echo::model("claude-sonnet-4-5"), items)
+}
+
+/// `events` for a request with what `echo` holds (its stop sequences).
+fn events_for(echo: Echo, items: Vec<SseItem>) -> Vec<(String, Value)> {
+    let mut s = MessageStream::new(Profile::Iflow, echo);
     let mut out = BytesMut::new();
     for item in items {
         s.on_item(item, &mut out, "acc");
@@ -336,8 +341,89 @@ fn text_and_reasoning_after_a_live_tool_call_follow_it_whole() {
 }
 
 #[test]
+fn a_named_stop_sequence_reaches_the_message_delta() {
+    let echo = || Echo {
+        model: "claude-haiku-4-5".into(),
+        stop_sequences: vec!["END".into(), "###".into()],
+    };
+    let last_choice = |extra: Value| {
+        let mut choice = json!({ "index": 0, "delta": {}, "finish_reason": "stop" });
+        if let (Some(c), Value::Object(e)) = (choice.as_object_mut(), extra) {
+            c.extend(e);
+        }
+        data(json!({ "id": "c1", "choices": [choice] }))
+    };
+    let end_of = |echo: Echo, items: Vec<SseItem>| {
+        let e = events_for(echo, items);
+        assert_eq!(names(&e).last(), Some(&"message_stop"));
+        e[e.len() - 2].1["delta"].clone()
+    };
+    let text = || delta(json!({ "content": "1, 2, 3" }));
+    // vLLM names the match in `stop_reason`, SGLang in `matched_stop`.
+    assert_eq!(
+        end_of(
+            echo(),
+            vec![
+                text(),
+                last_choice(json!({ "stop_reason": "END" })),
+                SseItem::Done
+            ]
+        ),
+        json!({ "stop_reason": "stop_sequence", "stop_sequence": "END" })
+    );
+    assert_eq!(
+        end_of(
+            echo(),
+            vec![
+                text(),
+                last_choice(json!({ "matched_stop": "###" })),
+                SseItem::Done
+            ]
+        ),
+        json!({ "stop_reason": "stop_sequence", "stop_sequence": "###" })
+    );
+    // A stop token id, or a request without stop sequences: a plain end.
+    let end_turn = json!({ "stop_reason": "end_turn", "stop_sequence": null });
+    assert_eq!(
+        end_of(
+            echo(),
+            vec![
+                text(),
+                last_choice(json!({ "stop_reason": 2 })),
+                SseItem::Done
+            ]
+        ),
+        end_turn
+    );
+    assert_eq!(
+        end_of(
+            Echo::model("m"),
+            vec![
+                text(),
+                last_choice(json!({ "stop_reason": "END" })),
+                SseItem::Done
+            ]
+        ),
+        end_turn
+    );
+    // A tool call still asks the client to run it.
+    let call = tool_call(0, Some("call_a"), Some("f"), "{}");
+    assert_eq!(
+        end_of(
+            echo(),
+            vec![
+                call,
+                last_choice(json!({ "matched_stop": "END" })),
+                SseItem::Done
+            ]
+        ),
+        json!({ "stop_reason": "tool_use", "stop_sequence": null })
+    );
+}
+
+#[test]
 fn upstream_error_mid_stream() {
-    let mut s = MessageStream::new(Profile::Iflow, "claude-sonnet-4-5");
+    let mut s = MessageStream::new(Profile::Iflow, Echo::model("claude-sonnet-4-5"));
     let mut out = BytesMut::new();
     s.on_item(delta(json!({ "content": "partial" })), &mut out, "acc");
     s.fail(
