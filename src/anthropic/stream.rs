@@ -5,12 +5,24 @@
 //! with the stop reason and usage, and `message_stop`. Upstream failures
 //! become an `error` event.
 //!
-//! Anthropic blocks run one at a time, but OpenAI providers may interleave
-//! the argument fragments of parallel tool calls. So the first tool call
-//! streams live and stays open to the end of the message; whatever arrives
-//! after it (further tool calls, text, reasoning) is collected and sent, in
-//! arrival order and as whole blocks, when the message ends. Every fragment
-//! therefore lands in its own call's block, in any arrival order.
+//! Anthropic blocks run one at a time: once a block is stopped nothing can
+//! be added to it. OpenAI providers normally send each tool call whole
+//! (every fragment of call 0, then of call 1 …), but some interleave the
+//! fragments of parallel calls. So when something new (another call, text,
+//! reasoning) arrives while a tool call streams live:
+//! - if the live call's arguments so far are one whole JSON object, nothing
+//!   more can belong to them: its block is stopped and the newcomer streams
+//!   live too (the common, sequential case);
+//! - otherwise (arguments incomplete, or not started: providers that
+//!   interleave often send every call's header before any argument) the
+//!   live call keeps its block open to the end of the message, and whatever
+//!   arrives after it is collected and sent, in arrival order and as whole
+//!   blocks, when the message ends. Every fragment then lands in its own
+//!   call's block, in any arrival order.
+//!
+//! A fragment for a call whose block was stopped with whole arguments can
+//! only make them invalid JSON; it is dropped with a warning (an `error`
+//! event would throw away the whole answer for it).
 
 use super::response::usage as anthropic_usage;
 use super::{Echo, errors, new_id, stop};
@@ -54,6 +66,8 @@ pub struct MessageStream {
     started: bool,
     done: bool,
     open: Option<(usize, Block)>,
+    /// The arguments so far of the tool call whose block is open.
+    live_args: String,
     next_index: usize,
     /// Tool calls seen: (OpenAI call index, where it goes, call id).
     tools: Vec<(u64, Slot, String)>,
@@ -74,6 +88,14 @@ fn event(out: &mut BytesMut, name: &str, data: &Value) {
     out.put_slice(b"\n\n");
 }
 
+/// Whether a tool call's arguments so far are one whole JSON object, so
+/// that no later fragment can belong to them. Empty arguments are not: they
+/// may still come (interleaving providers send call headers first).
+fn arguments_complete(args: &str) -> bool {
+    args.trim_start().starts_with('{')
+        && serde_json::from_str::<serde::de::IgnoredAny>(args).is_ok()
+}
+
 /// The `content_block_start` payload of a text or thinking block.
 fn block_start(kind: Block) -> Value {
     match kind {
@@ -92,6 +114,7 @@ impl MessageStream {
             started: false,
             done: false,
             open: None,
+            live_args: String::new(),
             next_index: 0,
             tools: Vec::new(),
             deferred: Vec::new(),
@@ -176,7 +199,7 @@ impl MessageStream {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
         {
-            if self.deferring() {
+            if self.must_defer(out) {
                 self.defer_text(Block::Thinking, text);
             } else {
                 let i = self.ensure(Block::Thinking, block_start(Block::Thinking), out);
@@ -209,7 +232,7 @@ impl MessageStream {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
         {
-            if self.deferring() {
+            if self.must_defer(out) {
                 self.defer_text(Block::Text, text);
             } else {
                 let i = self.ensure(Block::Text, block_start(Block::Text), out);
@@ -255,7 +278,7 @@ impl MessageStream {
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 let start = json!({ "type": "tool_use", "id": id, "name": name, "input": {} });
-                let slot = if self.deferring() {
+                let slot = if self.must_defer(out) {
                     self.deferred.push(Deferred {
                         kind: Block::Tool(0),
                         start,
@@ -265,6 +288,7 @@ impl MessageStream {
                     Slot::Deferred(self.deferred.len() - 1)
                 } else {
                     let block = self.next_index as u64;
+                    self.live_args.clear();
                     Slot::Live(self.ensure(Block::Tool(block), start, out))
                 };
                 self.tools.push((n, slot, id));
@@ -279,20 +303,48 @@ impl MessageStream {
             return;
         };
         match slot {
-            // The live tool block stays open to the end (see the module
-            // notes), so its index is always the open one.
-            Slot::Live(index) => self.delta(
-                index,
-                json!({ "type": "input_json_delta", "partial_json": args }),
-                out,
-            ),
+            Slot::Live(index) if self.open.is_some_and(|(open, _)| open == index) => {
+                self.live_args.push_str(args);
+                self.delta(
+                    index,
+                    json!({ "type": "input_json_delta", "partial_json": args }),
+                    out,
+                );
+            }
+            // Its block was stopped because its arguments were whole (see
+            // `must_defer`): more text could only spoil them.
+            Slot::Live(index) => {
+                if !args.trim().is_empty() {
+                    let call = self.tools.iter().find_map(|(_, slot, id)| {
+                        matches!(slot, Slot::Live(i) if *i == index).then_some(id.as_str())
+                    });
+                    log::warn!(
+                        "anthropic stream: dropped {} bytes of arguments that came after \
+                         tool call {}'s arguments were whole and its block stopped",
+                        args.len(),
+                        call.unwrap_or_default()
+                    );
+                }
+            }
             Slot::Deferred(k) => self.deferred[k].body.push_str(args),
         }
     }
 
-    /// A tool call is streaming live, so other blocks wait for the end.
-    fn deferring(&self) -> bool {
-        matches!(self.open, Some((_, Block::Tool(_))))
+    /// Something that needs its own block has arrived. While a tool call
+    /// streams live it decides: when that call's arguments are one whole
+    /// JSON object and nothing is waiting yet, its block is stopped and the
+    /// newcomer can stream live (returns false); otherwise the newcomer must
+    /// wait for the end of the message (returns true). See the module notes.
+    fn must_defer(&mut self, out: &mut BytesMut) -> bool {
+        if !matches!(self.open, Some((_, Block::Tool(_)))) {
+            return false;
+        }
+        if self.deferred.is_empty() && arguments_complete(&self.live_args) {
+            self.close(out);
+            self.live_args.clear();
+            return false;
+        }
+        true
     }
 
     fn defer_text(&mut self, kind: Block, text: &str) {

@@ -7,7 +7,9 @@
 //! - `stream_text`: text only; `stream_think`: reasoning, then text;
 //!   `stream_tools2`: text, then two tool calls with argument fragments;
 //!   `stream_tools2_noindex`: the same calls without `index`, each whole in
-//!   one chunk, as some OpenAI-compatible providers send them.
+//!   one chunk, as some OpenAI-compatible providers send them;
+//!   `stream_tools2_interleaved`: the same calls, both headers first, then
+//!   their fragments alternating.
 //! - `stop_matched:FIELD`: [`STOPPED_TEXT`], ended by the request's last
 //!   `stop` sequence, which the choice names in FIELD the way vLLM
 //!   (`stop_reason`) or SGLang (`matched_stop`) do; stream or not.
@@ -36,7 +38,12 @@ pub fn tool_answer(result: &str) -> String {
 pub fn handles(name: &str) -> bool {
     matches!(
         name,
-        "tools" | "stream_text" | "stream_think" | "stream_tools2" | "stream_tools2_noindex"
+        "tools"
+            | "stream_text"
+            | "stream_think"
+            | "stream_tools2"
+            | "stream_tools2_noindex"
+            | "stream_tools2_interleaved"
     )
 }
 
@@ -125,6 +132,20 @@ pub fn chunks(name: &str, body: &Value) -> Vec<Value> {
             for (i, (id, name, fragments)) in TWO_CALLS.iter().enumerate() {
                 out.push(chunk(call_delta(i, id, name, ""), None));
                 out.extend(fragments.iter().map(|f| chunk(args_delta(i, f), None)));
+            }
+            ("tool_calls", STREAM_USAGE)
+        }
+        "stream_tools2_interleaved" => {
+            for (i, (id, name, _)) in TWO_CALLS.iter().enumerate() {
+                out.push(chunk(call_delta(i, id, name, ""), None));
+            }
+            let longest = TWO_CALLS.iter().map(|c| c.2.len()).max().unwrap_or(0);
+            for k in 0..longest {
+                for (i, (_, _, fragments)) in TWO_CALLS.iter().enumerate() {
+                    if let Some(f) = fragments.get(k) {
+                        out.push(chunk(args_delta(i, f), None));
+                    }
+                }
             }
             ("tool_calls", STREAM_USAGE)
         }
