@@ -1,5 +1,6 @@
 //! Exact event order and block indices for the streaming translation.
 
+use super::tools::arguments_complete;
 use super::*;
 use crate::profile::UpstreamFault;
 use bytes::Bytes;
