@@ -7,7 +7,9 @@ mod common;
 
 use common::anthropic::{MODEL, assert_error, messages, post_raw, stream_msg, user_msg};
 use common::client::request;
-use common::scripted::{TOOL_ANSWER_USAGE, TOOL_ARGS, TOOL_CALL_ID, TOOL_CALL_USAGE, tool_answer};
+use common::scripted::{
+    STOPPED_TEXT, TOOL_ANSWER_USAGE, TOOL_ARGS, TOOL_CALL_ID, TOOL_CALL_USAGE, tool_answer,
+};
 use common::setup;
 use serde_json::{Value, json};
 
@@ -116,6 +118,41 @@ fn system_stop_sequences_tool_choice_user_id_and_thinking_reach_the_upstream() {
     assert_eq!(sent["thinking"], json!({"type": "disabled"}));
 }
 
+/// OpenAI has no field for the stop that matched; vLLM names it in the
+/// choice's `stop_reason`, SGLang in `matched_stop`.
+#[test]
+fn a_stop_sequence_the_upstream_names_is_the_replys_stop_sequence() {
+    let s = setup(&[]);
+    for field in ["stop_reason", "matched_stop"] {
+        let body = json!({"model": MODEL, "max_tokens": 50, "stop_sequences": ["###", "4,"],
+            "messages": [{"role": "user", "content": format!("scenario:stop_matched:{field} count")}]});
+        let resp = messages(s.gw.addr, &s.account, &body);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let reply = resp.json();
+        assert_eq!(
+            reply["content"],
+            json!([{"type": "text", "text": STOPPED_TEXT}])
+        );
+        assert_eq!(
+            (&reply["stop_reason"], &reply["stop_sequence"]),
+            (&json!("stop_sequence"), &json!("4,")),
+            "{field}"
+        );
+        assert_eq!(s.mock.last_request().body["stop"], json!(["###", "4,"]));
+    }
+    // The same upstream reply to a request without stop sequences: the
+    // named string is not one of the client's, so a plain end of turn.
+    let resp = messages(
+        s.gw.addr,
+        &s.account,
+        &user_msg("scenario:stop_matched:stop_reason count"),
+    );
+    assert_eq!(
+        (&resp.json()["stop_reason"], &resp.json()["stop_sequence"]),
+        (&json!("end_turn"), &Value::Null)
+    );
+}
+
 #[test]
 fn wrong_or_missing_key_is_401_authentication_error_without_calling_upstream() {
     let s = setup(&[]);
@@ -134,6 +171,15 @@ fn wrong_or_missing_key_is_401_authentication_error_without_calling_upstream() {
         Some(body.as_bytes()),
     );
     assert_error(&resp, 401, "authentication_error");
+    // Anthropic clients send `x-api-key`, so the hint names both headers.
+    let message = resp.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("`Authorization: Bearer") && message.contains("`x-api-key:"),
+        "{message}"
+    );
     let resp = post_raw(
         s.gw.addr,
         "/v1/messages/count_tokens",

@@ -10,7 +10,7 @@ use common::anthropic::{
     message_end, message_start, messages, stream_msg,
 };
 use common::client::Response;
-use common::scripted::{STREAM_USAGE, TEXT_DELTAS, THINK_DELTAS, TWO_CALLS};
+use common::scripted::{STOPPED_TEXT, STREAM_USAGE, TEXT_DELTAS, THINK_DELTAS, TWO_CALLS};
 use common::{API_KEY, setup};
 use serde_json::{Value, json};
 
@@ -69,10 +69,12 @@ fn reasoning_then_text_is_a_thinking_block_then_a_text_block() {
     assert_eq!(events_without_id(&resp.text()), want);
 }
 
-/// The first call streams its fragments live; the second, which could
-/// interleave with it, is sent whole once the upstream stream ends.
+/// Both calls stream their fragments live, one `input_json_delta` per
+/// upstream fragment: the first call's arguments are whole when the second
+/// starts, so its block stops there (a deferred call would arrive as one
+/// delta holding all of its fragments).
 #[test]
-fn text_then_two_tool_calls_are_three_blocks_first_live_second_whole() {
+fn text_then_two_tool_calls_are_three_blocks_each_call_streamed_live() {
     let s = setup(&[]);
     let resp = messages(s.gw.addr, &s.account, &stream_msg("scenario:stream_tools2"));
     assert_stream_head(&resp);
@@ -86,7 +88,62 @@ fn text_then_two_tool_calls_are_three_blocks_first_live_second_whole() {
         let index = n + 1;
         let block = json!({"type": "tool_use", "id": id, "name": name, "input": {}});
         want.push(block_start(index, block));
-        let parts: Vec<String> = if n == 0 {
+        want.extend(fragments.iter().map(|f| {
+            block_delta(
+                index,
+                json!({"type": "input_json_delta", "partial_json": f}),
+            )
+        }));
+        want.push(block_stop(index));
+    }
+    want.extend(message_end("tool_use", STREAM_USAGE));
+    assert_eq!(events_without_id(&resp.text()), want);
+}
+
+/// vLLM and SGLang name the stop that matched; it lands in `message_delta`.
+#[test]
+fn a_stop_sequence_the_upstream_names_is_in_the_message_delta() {
+    let s = setup(&[]);
+    for field in ["stop_reason", "matched_stop"] {
+        let mut body = stream_msg(&format!("scenario:stop_matched:{field}"));
+        body["stop_sequences"] = json!(["\n\nHuman:", "4,"]);
+        let resp = messages(s.gw.addr, &s.account, &body);
+        assert_stream_head(&resp);
+        let (input, output) = STREAM_USAGE;
+        let want = vec![
+            message_start(MODEL),
+            block_start(0, json!({"type": "text", "text": ""})),
+            text_delta(0, STOPPED_TEXT),
+            block_stop(0),
+            (
+                "message_delta".to_string(),
+                json!({"type": "message_delta",
+                       "delta": {"stop_reason": "stop_sequence", "stop_sequence": "4,"},
+                       "usage": {"input_tokens": input, "output_tokens": output}}),
+            ),
+            ("message_stop".to_string(), json!({"type": "message_stop"})),
+        ];
+        assert_eq!(events_without_id(&resp.text()), want, "{field}");
+    }
+}
+
+/// True interleaving (both call headers, then alternating fragments): the
+/// first call streams live and keeps its block to the end; the second is
+/// sent whole after it, so each fragment still lands in its own block.
+#[test]
+fn interleaved_tool_calls_stream_the_first_live_and_send_the_second_whole() {
+    let s = setup(&[]);
+    let resp = messages(
+        s.gw.addr,
+        &s.account,
+        &stream_msg("scenario:stream_tools2_interleaved"),
+    );
+    assert_stream_head(&resp);
+    let mut want = vec![message_start(MODEL)];
+    for (index, (id, name, fragments)) in TWO_CALLS.iter().enumerate() {
+        let block = json!({"type": "tool_use", "id": id, "name": name, "input": {}});
+        want.push(block_start(index, block));
+        let parts = if index == 0 {
             fragments.iter().map(|f| f.to_string()).collect()
         } else {
             vec![fragments.concat()]
@@ -239,10 +296,9 @@ fn plain_openai_account_streams_the_same_events_and_gets_the_translated_body() {
     );
 }
 
-/// Known bug: a call that comes with a new id while the previous call's
-/// block is open is taken as more arguments of that call when both lack
-/// `index` (src/anthropic/stream.rs, `on_tool_call`): one tool_use block
-/// whose input is `{"city":"Paris"}{"tz":"CET"}`.
+/// Calls without `index` read as call 0; a new id still starts a new block
+/// (not more arguments of the first call), and since the first call's
+/// arguments are whole, the second streams live after it.
 #[test]
 fn tool_calls_without_index_but_with_their_own_ids_are_separate_blocks() {
     let s = setup(&[]);

@@ -160,6 +160,18 @@ fn missing_or_unknown_bearer_is_401_and_health_needs_none() {
             Some(body.as_bytes()),
         );
         assert_error(&chat, 401, "authentication_error", "invalid_api_key");
+        if auth.is_none() {
+            let message = chat.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                message.starts_with("missing API key")
+                    && message.contains("`Authorization: Bearer")
+                    && message.contains("`x-api-key:"),
+                "{message}"
+            );
+        }
         let models = request(s.gw.addr, "GET", "/v1/models", &h, None);
         assert_error(&models, 401, "authentication_error", "invalid_api_key");
     }

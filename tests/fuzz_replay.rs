@@ -182,6 +182,7 @@ fn sse_seeds() -> Vec<(String, Vec<u8>)> {
         "stream_think",
         "stream_tools2",
         "stream_tools2_noindex",
+        "stream_tools2_interleaved",
         "tools",
     ] {
         scripts.push((name.into(), scripted::sse(name, &tool_body)));
@@ -702,21 +703,32 @@ fn write_seeds() {
 /// tool-call fragment for a call whose Anthropic block another block had
 /// already closed (the fuzzer's fragment had `"index": null`, read as call 0)
 /// went out as an `input_json_delta` for the closed block. The Anthropic
-/// stream now defers later blocks (main's rework), and this stays so.
+/// stream now defers later blocks while the live call's arguments are
+/// incomplete, and drops a fragment for a call whose block it stopped with
+/// whole arguments; both cases are run here.
 #[test]
 fn late_tool_fragment_stays_inside_an_open_block() {
+    for (first, late) in [("{\"a\":", "1}"), ("{\"a\":1}", ",\"b\":2}")] {
+        let chunks = [
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "call_a",
+                   "function": {"name": "f", "arguments": first}}]}}]}),
+            json!({"choices": [{"delta": {"content": "text in between"}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0,
+                   "function": {"arguments": late}}]}}]}),
+        ];
+        late_fragment_case(&chunks);
+    }
+}
+
+fn late_fragment_case(chunks: &[Value]) {
     use bytes::{Bytes, BytesMut};
     use iflow_actix::anthropic::stream::MessageStream;
     use iflow_actix::openai::sse::SseItem;
     use iflow_actix::openai::stream::EventShaper;
-    let chunks = [
-        json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "call_a",
-               "function": {"name": "f", "arguments": "{\"a\":"}}]}}]}),
-        json!({"choices": [{"delta": {"content": "text in between"}}]}),
-        json!({"choices": [{"delta": {"tool_calls": [{"index": 0,
-               "function": {"arguments": "1}"}}]}}]}),
-    ];
-    let mut s = MessageStream::new(iflow_actix::profile::Profile::Iflow, "m");
+    let mut s = MessageStream::new(
+        iflow_actix::profile::Profile::Iflow,
+        iflow_actix::anthropic::Echo::model("m"),
+    );
     let mut out = BytesMut::new();
     s.preamble(&mut out);
     for c in chunks {

@@ -7,6 +7,7 @@
 //! the gateway's code panics or breaks one of the invariants checked here.
 
 use bytes::{Bytes, BytesMut};
+use iflow_actix::anthropic::Echo;
 use iflow_actix::anthropic::models::ModelMap;
 use iflow_actix::anthropic::request::{estimate_tokens, translate};
 use iflow_actix::anthropic::stream::MessageStream;
@@ -180,7 +181,7 @@ pub fn sse_stream(data: &[u8]) {
         Profile::Iflow
     };
     let out = if setup.anthropic {
-        let mut shaper = MessageStream::new(profile, "claude-sonnet-4-5");
+        let mut shaper = MessageStream::new(profile, Echo::model("claude-sonnet-4-5"));
         let out = pump(&mut shaper, &setup, rest);
         check_anthropic_events(&out, shaper.is_done());
         out
@@ -425,7 +426,7 @@ pub fn anthropic_request(data: &[u8]) {
         let Ok(t) = translated else {
             continue;
         };
-        assert!(!t.client_model.trim().is_empty());
+        assert!(!t.echo.model.trim().is_empty());
         let chat = t.chat;
         assert!(chat.wants_stream_usage);
         // The translated body must pass the OpenAI endpoint's own checks.

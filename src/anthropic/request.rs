@@ -4,6 +4,7 @@
 //! sampling fields, `thinking` and `metadata.user_id` are carried over;
 //! fields without an OpenAI meaning are ignored, never rejected.
 
+use super::Echo;
 use super::models::ModelMap;
 use crate::error::GatewayError;
 use crate::openai::ChatRequest;
@@ -14,8 +15,8 @@ use serde_json::{Map, Value, json};
 /// A translated request and what the reply needs to say.
 pub struct Translated {
     pub chat: ChatRequest,
-    /// The model name the client asked for (echoed in the reply).
-    pub client_model: String,
+    /// The client's model name and stop sequences, for the reply.
+    pub echo: Echo,
 }
 
 pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayError> {
@@ -83,12 +84,18 @@ pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayE
             body.insert(key.into(), v.clone());
         }
     }
+    let mut stop_sequences = Vec::new();
     if let Some(stops) = req
         .get("stop_sequences")
         .and_then(Value::as_array)
         .filter(|s| !s.is_empty())
     {
         body.insert("stop".into(), Value::Array(stops.clone()));
+        stop_sequences = stops
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
     }
     let tools = tools_of(req.get("tools"));
     if !tools.is_empty() {
@@ -115,7 +122,10 @@ pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayE
             starts_turn,
             thinking: thinking_of(req.get("thinking")),
         },
-        client_model,
+        echo: Echo {
+            model: client_model,
+            stop_sequences,
+        },
     })
 }
 
@@ -239,8 +249,10 @@ fn image_url(source: Option<&Value>) -> Option<String> {
     }
 }
 
-/// An assistant turn: text → content, thinking → `reasoning_content`
-/// (as the official client replays it), tool_use → `tool_calls`.
+/// An assistant turn: text → content, thinking → `reasoning_content` and
+/// `signature` (as the official client replays them), tool_use →
+/// `tool_calls`. Several thinking blocks: their texts are joined and the
+/// last non-empty signature is kept, as the message has room for one.
 fn assistant_message(content: &Value) -> Value {
     let blocks = match content {
         Value::String(s) => return json!({ "role": "assistant", "content": s }),
@@ -249,11 +261,21 @@ fn assistant_message(content: &Value) -> Value {
     };
     let mut text = Vec::new();
     let mut reasoning = Vec::new();
+    let mut signature = None;
     let mut calls = Vec::new();
     for block in blocks {
         match block.get("type").and_then(Value::as_str) {
             Some("text") => text.extend(block.get("text").and_then(Value::as_str)),
-            Some("thinking") => reasoning.extend(block.get("thinking").and_then(Value::as_str)),
+            Some("thinking") => {
+                reasoning.extend(block.get("thinking").and_then(Value::as_str));
+                if let Some(s) = block
+                    .get("signature")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
+                    signature = Some(s);
+                }
+            }
             Some("tool_use") => {
                 let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
                 calls.push(json!({
@@ -273,6 +295,9 @@ fn assistant_message(content: &Value) -> Value {
     message.insert("content".into(), json!(text.join("")));
     if !reasoning.is_empty() {
         message.insert("reasoning_content".into(), json!(reasoning.join("")));
+    }
+    if let Some(signature) = signature {
+        message.insert("signature".into(), json!(signature));
     }
     if !calls.is_empty() {
         message.insert("tool_calls".into(), Value::Array(calls));

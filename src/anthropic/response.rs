@@ -1,11 +1,11 @@
 //! OpenAI chat completion → Anthropic message (non-stream).
 
-use super::{new_id, stop_reason};
+use super::{Echo, new_id, stop};
 use serde_json::{Value, json};
 
-/// Builds the Anthropic reply from an upstream completion; `model` is the
-/// name the client asked for.
-pub fn message(reply: &Value, model: &str) -> Value {
+/// Builds the Anthropic reply from an upstream completion; `echo` holds the
+/// model name the client asked for and its stop sequences.
+pub fn message(reply: &Value, echo: &Echo) -> Value {
     let choice = reply
         .get("choices")
         .and_then(|c| c.get(0))
@@ -48,19 +48,16 @@ pub fn message(reply: &Value, model: &str) -> Value {
     }
     let finish = choice.get("finish_reason").and_then(Value::as_str);
     let has_tools = content.iter().any(|b| b["type"] == "tool_use");
-    let reason = if has_tools && finish != Some("length") {
-        "tool_use"
-    } else {
-        stop_reason(finish)
-    };
+    let matched = echo.matched_stop(&choice);
+    let (reason, sequence) = stop(finish, has_tools, matched.as_deref());
     json!({
         "id": message_id(reply),
         "type": "message",
         "role": "assistant",
-        "model": model,
+        "model": echo.model,
         "content": content,
         "stop_reason": reason,
-        "stop_sequence": null,
+        "stop_sequence": sequence,
         "usage": usage(reply.get("usage")),
     })
 }
@@ -125,7 +122,7 @@ mod tests {
             }],
             "usage": { "prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19 }
         });
-        let m = message(&reply, "claude-sonnet-4-5");
+        let m = message(&reply, &Echo::model("claude-sonnet-4-5"));
         assert_eq!(m["id"], "msg_abc");
         assert_eq!(m["model"], "claude-sonnet-4-5");
         assert_eq!(m["content"][0]["type"], "thinking");
@@ -149,9 +146,10 @@ mod tests {
     fn stop_reasons_and_bad_arguments() {
         let reply =
             json!({ "choices": [{ "message": { "content": "x" }, "finish_reason": "length" }] });
-        assert_eq!(message(&reply, "m")["stop_reason"], "max_tokens");
+        let m = Echo::model("m");
+        assert_eq!(message(&reply, &m)["stop_reason"], "max_tokens");
         assert!(
-            message(&reply, "m")["id"]
+            message(&reply, &m)["id"]
                 .as_str()
                 .is_some_and(|id| id.starts_with("msg_"))
         );
@@ -160,5 +158,40 @@ mod tests {
             json!({ "_raw_arguments": "not json" })
         );
         assert_eq!(tool_input(""), json!({}));
+    }
+
+    #[test]
+    fn named_stop_sequence_is_reported() {
+        let echo = Echo {
+            model: "claude-haiku-4-5".into(),
+            stop_sequences: vec!["###".into(), "END".into()],
+        };
+        let reply = |extra: Value| {
+            let mut choice = json!({ "message": { "content": "a b" }, "finish_reason": "stop" });
+            if let (Some(c), Value::Object(e)) = (choice.as_object_mut(), extra) {
+                c.extend(e);
+            }
+            message(&json!({ "choices": [choice] }), &echo)
+        };
+        let stop_of = |m: Value| (m["stop_reason"].clone(), m["stop_sequence"].clone());
+        // vLLM's field, then SGLang's.
+        assert_eq!(
+            stop_of(reply(json!({ "stop_reason": "END" }))),
+            (json!("stop_sequence"), json!("END"))
+        );
+        assert_eq!(
+            stop_of(reply(json!({ "matched_stop": "###" }))),
+            (json!("stop_sequence"), json!("###"))
+        );
+        // A stop token id or a string the request did not ask for.
+        assert_eq!(
+            stop_of(reply(json!({ "stop_reason": 2, "matched_stop": "</s>" }))),
+            (json!("end_turn"), Value::Null)
+        );
+        // The same reply for a request without stop sequences.
+        let plain = json!({ "choices": [{ "message": { "content": "a" },
+                            "finish_reason": "stop", "stop_reason": "END" }] });
+        let m = message(&plain, &Echo::model("m"));
+        assert_eq!(stop_of(m), (json!("end_turn"), Value::Null));
     }
 }

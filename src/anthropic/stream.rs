@@ -5,21 +5,17 @@
 //! with the stop reason and usage, and `message_stop`. Upstream failures
 //! become an `error` event.
 //!
-//! Anthropic blocks run one at a time, but OpenAI providers may interleave
-//! the argument fragments of parallel tool calls. So the first tool call
-//! streams live and stays open to the end of the message; whatever arrives
-//! after it (further tool calls, text, reasoning) is collected and sent, in
-//! arrival order and as whole blocks, when the message ends. Every fragment
-//! therefore lands in its own call's block, in any arrival order.
+//! Tool calls, and what waits while one streams: `tools`.
 
 use super::response::usage as anthropic_usage;
-use super::{errors, new_id, stop_reason};
+use super::{Echo, errors, new_id, stop};
 use crate::error::GatewayError;
 use crate::openai::sse::SseItem;
 use crate::openai::stream::EventShaper;
 use crate::profile::Profile;
 use bytes::{BufMut, BytesMut};
 use serde_json::{Value, json};
+use tools::{Deferred, Slot};
 
 pub const PING: &[u8] = b"event: ping\ndata: {\"type\":\"ping\"}\n\n";
 
@@ -30,35 +26,22 @@ enum Block {
     Tool(u64),
 }
 
-/// Where a tool call's argument fragments go.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    /// The live block with this index.
-    Live(usize),
-    /// This entry of `deferred`.
-    Deferred(usize),
-}
-
-/// A block collected while a tool call streams live, sent at the end.
-struct Deferred {
-    kind: Block,
-    start: Value,
-    body: String,
-    signature: String,
-}
-
 pub struct MessageStream {
     profile: Profile,
-    model: String,
+    echo: Echo,
     id: String,
     started: bool,
     done: bool,
     open: Option<(usize, Block)>,
+    /// The arguments so far of the tool call whose block is open.
+    live_args: String,
     next_index: usize,
     /// Tool calls seen: (OpenAI call index, where it goes, call id).
     tools: Vec<(u64, Slot, String)>,
     deferred: Vec<Deferred>,
     finish: Option<String>,
+    /// The request's stop sequence the upstream said it stopped at.
+    matched_stop: Option<String>,
     usage: Option<Value>,
     error: Option<String>,
     events: u64,
@@ -81,19 +64,21 @@ fn block_start(kind: Block) -> Value {
 }
 
 impl MessageStream {
-    /// `model` is the name the client asked for.
-    pub fn new(profile: Profile, model: &str) -> Self {
+    /// `echo`: the model name the client asked for and its stop sequences.
+    pub fn new(profile: Profile, echo: Echo) -> Self {
         Self {
             profile,
-            model: model.to_string(),
+            echo,
             id: new_id("msg_"),
             started: false,
             done: false,
             open: None,
+            live_args: String::new(),
             next_index: 0,
             tools: Vec::new(),
             deferred: Vec::new(),
             finish: None,
+            matched_stop: None,
             usage: None,
             error: None,
             events: 0,
@@ -109,7 +94,7 @@ impl MessageStream {
             "id": self.id,
             "type": "message",
             "role": "assistant",
-            "model": self.model,
+            "model": self.echo.model,
             "content": [],
             "stop_reason": null,
             "stop_sequence": null,
@@ -173,7 +158,7 @@ impl MessageStream {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
         {
-            if self.deferring() {
+            if self.must_defer(out) {
                 self.defer_text(Block::Thinking, text);
             } else {
                 let i = self.ensure(Block::Thinking, block_start(Block::Thinking), out);
@@ -195,10 +180,8 @@ impl MessageStream {
                     json!({ "type": "signature_delta", "signature": sig }),
                     out,
                 );
-            } else if let Some(last) = self.deferred.last_mut()
-                && last.kind == Block::Thinking
-            {
-                last.signature.push_str(sig);
+            } else {
+                self.defer_signature(sig);
             }
         }
         if let Some(text) = delta
@@ -206,7 +189,7 @@ impl MessageStream {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
         {
-            if self.deferring() {
+            if self.must_defer(out) {
                 self.defer_text(Block::Text, text);
             } else {
                 let i = self.ensure(Block::Text, block_start(Block::Text), out);
@@ -221,117 +204,8 @@ impl MessageStream {
         if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
             self.finish = Some(f.to_string());
         }
-    }
-
-    fn on_tool_call(&mut self, call: &Value, out: &mut BytesMut) {
-        let n = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-        let function = call.get("function").cloned().unwrap_or(Value::Null);
-        let id = call
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|id| !id.is_empty());
-        let known = self
-            .tools
-            .iter()
-            .rev()
-            .find(|(t, _, _)| *t == n)
-            .map(|(_, slot, known_id)| (*slot, known_id.as_str()));
-        // A fragment without an id (or repeating its call's id) continues
-        // that call; a new id starts a new block even at the same index, as
-        // providers that omit `index` send every call as index 0.
-        let slot = match (known, id) {
-            (Some((slot, _)), None) => slot,
-            (Some((slot, known_id)), Some(id)) if known_id == id => slot,
-            _ => {
-                let id = id.map_or_else(|| new_id("toolu_"), str::to_string);
-                let name = function
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let start = json!({ "type": "tool_use", "id": id, "name": name, "input": {} });
-                let slot = if self.deferring() {
-                    self.deferred.push(Deferred {
-                        kind: Block::Tool(0),
-                        start,
-                        body: String::new(),
-                        signature: String::new(),
-                    });
-                    Slot::Deferred(self.deferred.len() - 1)
-                } else {
-                    let block = self.next_index as u64;
-                    Slot::Live(self.ensure(Block::Tool(block), start, out))
-                };
-                self.tools.push((n, slot, id));
-                slot
-            }
-        };
-        let Some(args) = function
-            .get("arguments")
-            .and_then(Value::as_str)
-            .filter(|a| !a.is_empty())
-        else {
-            return;
-        };
-        match slot {
-            // The live tool block stays open to the end (see the module
-            // notes), so its index is always the open one.
-            Slot::Live(index) => self.delta(
-                index,
-                json!({ "type": "input_json_delta", "partial_json": args }),
-                out,
-            ),
-            Slot::Deferred(k) => self.deferred[k].body.push_str(args),
-        }
-    }
-
-    /// A tool call is streaming live, so other blocks wait for the end.
-    fn deferring(&self) -> bool {
-        matches!(self.open, Some((_, Block::Tool(_))))
-    }
-
-    fn defer_text(&mut self, kind: Block, text: &str) {
-        match self.deferred.last_mut() {
-            Some(last) if last.kind == kind => last.body.push_str(text),
-            _ => self.deferred.push(Deferred {
-                kind,
-                start: block_start(kind),
-                body: text.to_string(),
-                signature: String::new(),
-            }),
-        }
-    }
-
-    /// Sends the collected blocks, each whole, after the live one.
-    fn flush_deferred(&mut self, out: &mut BytesMut) {
-        self.close(out);
-        for d in std::mem::take(&mut self.deferred) {
-            let index = self.next_index;
-            self.next_index += 1;
-            event(
-                out,
-                "content_block_start",
-                &json!({ "type": "content_block_start", "index": index, "content_block": d.start }),
-            );
-            if !d.body.is_empty() {
-                let delta = match d.kind {
-                    Block::Thinking => json!({ "type": "thinking_delta", "thinking": d.body }),
-                    Block::Text => json!({ "type": "text_delta", "text": d.body }),
-                    Block::Tool(_) => json!({ "type": "input_json_delta", "partial_json": d.body }),
-                };
-                self.delta(index, delta, out);
-            }
-            if !d.signature.is_empty() {
-                self.delta(
-                    index,
-                    json!({ "type": "signature_delta", "signature": d.signature }),
-                    out,
-                );
-            }
-            event(
-                out,
-                "content_block_stop",
-                &json!({ "type": "content_block_stop", "index": index }),
-            );
+        if self.matched_stop.is_none() {
+            self.matched_stop = self.echo.matched_stop(choice);
         }
     }
 
@@ -341,12 +215,11 @@ impl MessageStream {
         }
         self.start(out);
         self.flush_deferred(out);
-        let used_tools = !self.tools.is_empty();
-        let reason = match self.finish.as_deref() {
-            Some("length") => "max_tokens",
-            _ if used_tools => "tool_use",
-            other => stop_reason(other),
-        };
+        let (reason, sequence) = stop(
+            self.finish.as_deref(),
+            !self.tools.is_empty(),
+            self.matched_stop.as_deref(),
+        );
         // The upstream reports usage only at the end, so the input tokens
         // travel here too, not in `message_start`.
         let usage = anthropic_usage(self.usage.as_ref());
@@ -355,7 +228,7 @@ impl MessageStream {
             "message_delta",
             &json!({
                 "type": "message_delta",
-                "delta": { "stop_reason": reason, "stop_sequence": null },
+                "delta": { "stop_reason": reason, "stop_sequence": sequence },
                 "usage": usage,
             }),
         );
@@ -423,6 +296,8 @@ impl EventShaper for MessageStream {
         self.events
     }
 }
+
+mod tools;
 
 #[cfg(test)]
 mod tests;

@@ -45,7 +45,9 @@ pub fn tag(req: &HttpRequest, account: Option<Arc<str>>, model: Option<&Arc<str>
 pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, GatewayError> {
     let token = token(req).ok_or_else(|| {
         GatewayError::Unauthorized(
-            "missing API key: send `Authorization: Bearer <gateway key or account uuid>`".into(),
+            "missing API key: send `Authorization: Bearer <gateway key or account uuid>` \
+             or `x-api-key: <gateway key or account uuid>`"
+                .into(),
         )
     })?;
     let accounts = !state.config.require_key;

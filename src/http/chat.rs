@@ -22,7 +22,7 @@ pub async fn completions(
     let job = ChatJob {
         principal,
         chat,
-        anthropic_model: None,
+        anthropic: None,
         affinity,
         received,
     };

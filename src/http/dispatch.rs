@@ -29,8 +29,9 @@ const REFRESH_WAIT: Duration = Duration::from_secs(60);
 pub struct ChatJob {
     pub principal: Principal,
     pub chat: ChatRequest,
-    /// The client's API: OpenAI chat or Anthropic messages.
-    pub anthropic_model: Option<String>,
+    /// The client's API: OpenAI chat (`None`) or Anthropic messages, with
+    /// what the Anthropic reply repeats from the request.
+    pub anthropic: Option<crate::anthropic::Echo>,
     /// Conversation key for pool stickiness.
     pub affinity: Option<String>,
     pub received: Instant,
@@ -69,7 +70,7 @@ pub async fn run(
     let ChatJob {
         principal,
         chat,
-        anthropic_model,
+        anthropic,
         affinity,
         received,
     } = job;
@@ -101,8 +102,8 @@ pub async fn run(
     } else {
         1
     };
-    let format = match anthropic_model {
-        Some(model) => ReplyFormat::Anthropic { model },
+    let format = match anthropic {
+        Some(echo) => ReplyFormat::Anthropic(echo),
         None => ReplyFormat::OpenAi {
             wants_usage: chat.wants_stream_usage,
         },

@@ -23,7 +23,7 @@ pub async fn create(
     let job = ChatJob {
         principal,
         chat: translated.chat,
-        anthropic_model: Some(translated.client_model),
+        anthropic: Some(translated.echo),
         affinity,
         received,
     };

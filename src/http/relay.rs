@@ -37,8 +37,8 @@ pub enum ReplyFormat {
     /// OpenAI chat completions; `wants_usage`: the client asked for the
     /// final usage chunk of a stream.
     OpenAi { wants_usage: bool },
-    /// Anthropic messages; `model` is the name the client asked for.
-    Anthropic { model: String },
+    /// Anthropic messages, with what the reply repeats from the request.
+    Anthropic(anthropic::Echo),
 }
 
 pub struct RelayOptions {
@@ -199,7 +199,7 @@ async fn complete_reply<S: UpstreamBody>(
             normalize::completion(&mut reply, opts.preserve_reasoning);
             reply
         }
-        ReplyFormat::Anthropic { model } => anthropic::response::message(&reply, model),
+        ReplyFormat::Anthropic(echo) => anthropic::response::message(&reply, echo),
     };
     let bytes = serde_json::to_vec(&reply).map_err(|e| GatewayError::Internal(e.to_string()))?;
     let response = HttpResponse::Ok()
@@ -287,9 +287,10 @@ pub async fn stream<S: UpstreamBody>(
             opts.preserve_reasoning,
             *wants_usage,
         )),
-        ReplyFormat::Anthropic { model } => {
-            Box::new(anthropic::stream::MessageStream::new(lease.profile, model))
-        }
+        ReplyFormat::Anthropic(echo) => Box::new(anthropic::stream::MessageStream::new(
+            lease.profile,
+            echo.clone(),
+        )),
     };
     actix_web::rt::spawn(pump(resp, tx, lease, shaper, opts, meter, first));
     Ok(HttpResponse::Ok()

@@ -265,6 +265,13 @@ pub(super) fn respond(
         name if scripted::handles(name) && body["stream"] == true => {
             stream_head(s, &[]) && stream_pieces(s, scripted::sse(name, body).as_bytes())
         }
+        "stop_matched" if body["stream"] == true => {
+            stream_head(s, &[]) && stream_pieces(s, scripted::stop_matched(body, arg).as_bytes())
+        }
+        "stop_matched" => {
+            let b = scripted::stop_matched(body, arg);
+            reply(s, 200, "application/json", &[], b.as_bytes())
+        }
         "tools" => {
             let b = scripted::completion(body).to_string();
             reply(s, 200, "application/json", &[], b.as_bytes())

@@ -7,7 +7,12 @@
 //! - `stream_text`: text only; `stream_think`: reasoning, then text;
 //!   `stream_tools2`: text, then two tool calls with argument fragments;
 //!   `stream_tools2_noindex`: the same calls without `index`, each whole in
-//!   one chunk, as some OpenAI-compatible providers send them.
+//!   one chunk, as some OpenAI-compatible providers send them;
+//!   `stream_tools2_interleaved`: the same calls, both headers first, then
+//!   their fragments alternating.
+//! - `stop_matched:FIELD`: [`STOPPED_TEXT`], ended by the request's last
+//!   `stop` sequence, which the choice names in FIELD the way vLLM
+//!   (`stop_reason`) or SGLang (`matched_stop`) do; stream or not.
 
 use serde_json::{Value, json};
 
@@ -33,7 +38,12 @@ pub fn tool_answer(result: &str) -> String {
 pub fn handles(name: &str) -> bool {
     matches!(
         name,
-        "tools" | "stream_text" | "stream_think" | "stream_tools2" | "stream_tools2_noindex"
+        "tools"
+            | "stream_text"
+            | "stream_think"
+            | "stream_tools2"
+            | "stream_tools2_noindex"
+            | "stream_tools2_interleaved"
     )
 }
 
@@ -125,6 +135,20 @@ pub fn chunks(name: &str, body: &Value) -> Vec<Value> {
             }
             ("tool_calls", STREAM_USAGE)
         }
+        "stream_tools2_interleaved" => {
+            for (i, (id, name, _)) in TWO_CALLS.iter().enumerate() {
+                out.push(chunk(call_delta(i, id, name, ""), None));
+            }
+            let longest = TWO_CALLS.iter().map(|c| c.2.len()).max().unwrap_or(0);
+            for k in 0..longest {
+                for (i, (_, _, fragments)) in TWO_CALLS.iter().enumerate() {
+                    if let Some(f) = fragments.get(k) {
+                        out.push(chunk(args_delta(i, f), None));
+                    }
+                }
+            }
+            ("tool_calls", STREAM_USAGE)
+        }
         "stream_tools2_noindex" => {
             for (id, name, fragments) in TWO_CALLS {
                 let mut delta = call_delta(0, id, name, &fragments.concat());
@@ -157,6 +181,37 @@ pub fn chunks(name: &str, body: &Value) -> Vec<Value> {
     out.push(chunk(json!({}), Some(finish)));
     out.push(usage_chunk(used));
     out
+}
+
+/// The text of `stop_matched`.
+pub const STOPPED_TEXT: &str = "1, 2, 3";
+
+/// `stop_matched:FIELD`: a completion, or its SSE text for a stream.
+pub fn stop_matched(body: &Value, field: &str) -> String {
+    let stop = body["stop"]
+        .as_array()
+        .and_then(|s| s.last())
+        .cloned()
+        .unwrap_or(Value::Null);
+    if body["stream"] != true {
+        let mut choice = json!({"index": 0, "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": STOPPED_TEXT}});
+        choice[field] = stop;
+        let reply = json!({"id": "chatcmpl-stop", "object": "chat.completion",
+                           "created": 1_700_000_000, "model": body["model"],
+                           "choices": [choice], "usage": usage(STREAM_USAGE)});
+        return reply.to_string();
+    }
+    let mut last = chunk(json!({}), Some("stop"));
+    last["choices"][0][field] = stop;
+    let chunks = [
+        chunk(json!({"role": "assistant", "content": STOPPED_TEXT}), None),
+        last,
+        usage_chunk(STREAM_USAGE),
+    ];
+    let mut s: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    s.push_str("data: [DONE]\n\n");
+    s
 }
 
 /// The upstream's SSE text for a stream script.

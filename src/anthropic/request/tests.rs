@@ -10,7 +10,8 @@ fn run(body: &str) -> Translated {
 #[test]
 fn claude_code_turn_translates_every_block() {
     let t = run(CLAUDE_CODE);
-    assert_eq!(t.client_model, "claude-sonnet-4-5-20250929");
+    assert_eq!(t.echo.model, "claude-sonnet-4-5-20250929");
+    assert!(t.echo.stop_sequences.is_empty());
     assert_eq!(t.chat.model, "glm-5");
     assert!(t.chat.stream && t.chat.wants_stream_usage);
     assert!(t.chat.starts_turn, "the last message is the user's");
@@ -58,6 +59,7 @@ fn claude_code_turn_translates_every_block() {
     );
     assert_eq!(m[2]["content"], "Let me run the build.");
     assert_eq!(m[2]["reasoning_content"], "I should run the build first.");
+    assert_eq!(m[2]["signature"], "EqQBCkYIBRABGAIiQ");
     assert_eq!(
         m[2]["tool_calls"],
         json!([
@@ -98,9 +100,48 @@ fn simple_request_fields() {
         json!({ "role": "system", "content": "Be brief." })
     );
     assert_eq!(b["stop"], json!(["END"]));
+    assert_eq!(t.echo.stop_sequences, ["END"]);
     assert_eq!(b["top_p"], 0.9);
     assert_eq!(b["top_k"], 40);
     assert!(b.get("stream").is_none());
+}
+
+#[test]
+fn thinking_signatures_travel_next_to_the_reasoning() {
+    let assistant = |content: &str| {
+        let body = format!(
+            r#"{{"model":"m","max_tokens":1,"messages":[{{"role":"user","content":"q"}},
+               {{"role":"assistant","content":{content}}},{{"role":"user","content":"go"}}]}}"#
+        );
+        run(&body).chat.body["messages"][1].clone()
+    };
+    // Several blocks: texts joined, the last non-empty signature kept.
+    assert_eq!(
+        assistant(
+            r#"[{"type":"thinking","thinking":"one ","signature":"sig-1"},
+                {"type":"text","text":"a"},
+                {"type":"thinking","thinking":"two ","signature":"sig-2"},
+                {"type":"thinking","thinking":"three","signature":""},
+                {"type":"redacted_thinking","data":"opaque"}]"#
+        ),
+        json!({ "role": "assistant", "content": "a",
+                "reasoning_content": "one two three", "signature": "sig-2" })
+    );
+    // No signature anywhere (or only empty ones): no `signature` key.
+    assert_eq!(
+        assistant(
+            r#"[{"type":"thinking","thinking":"t","signature":""},{"type":"text","text":"b"}]"#
+        ),
+        json!({ "role": "assistant", "content": "b", "reasoning_content": "t" })
+    );
+    assert_eq!(
+        assistant(r#"[{"type":"thinking","thinking":"t"}]"#),
+        json!({ "role": "assistant", "content": "", "reasoning_content": "t" })
+    );
+    assert_eq!(
+        assistant(r#""plain""#),
+        json!({ "role": "assistant", "content": "plain" })
+    );
 }
 
 #[test]

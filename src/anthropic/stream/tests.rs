@@ -1,5 +1,6 @@
 //! Exact event order and block indices for the streaming translation.
 
+use super::tools::arguments_complete;
 use super::*;
 use crate::profile::UpstreamFault;
 use bytes::Bytes;
@@ -24,7 +25,12 @@ fn usage(prompt: u64, completion: u64) -> SseItem {
 
 /// Runs items through a fresh stream; returns (event name, data) pairs.
 fn events(items: Vec<SseItem>) -> Vec<(String, Value)> {
-    let mut s = MessageStream::new(Profile::Iflow, "claude-sonnet-4-5");
+    events_for(Echo::model("claude-sonnet-4-5"), items)
+}
+
+/// `events` for a request with what `echo` holds (its stop sequences).
+fn events_for(echo: Echo, items: Vec<SseItem>) -> Vec<(String, Value)> {
+    let mut s = MessageStream::new(Profile::Iflow, echo);
     let mut out = BytesMut::new();
     for item in items {
         s.on_item(item, &mut out, "acc");
@@ -151,76 +157,214 @@ fn reasoning_then_text() {
     );
 }
 
+/// What each item adds to the output, item by item (the end of the
+/// upstream stream included as a last step).
+fn steps(items: Vec<SseItem>) -> Vec<Vec<(String, Value)>> {
+    let mut s = MessageStream::new(Profile::Iflow, Echo::model("claude-sonnet-4-5"));
+    let mut out = BytesMut::new();
+    let mut steps: Vec<Vec<(String, Value)>> = items
+        .into_iter()
+        .map(|item| {
+            s.on_item(item, &mut out, "acc");
+            parse(&out.split())
+        })
+        .collect();
+    s.on_eof(&mut out);
+    steps.push(parse(&out.split()));
+    steps
+}
+
+fn ev(data: Value) -> (String, Value) {
+    (data["type"].as_str().unwrap_or_default().to_string(), data)
+}
+
+fn start_ev(index: usize, block: Value) -> (String, Value) {
+    ev(json!({ "type": "content_block_start", "index": index, "content_block": block }))
+}
+
+fn delta_ev(index: usize, delta: Value) -> (String, Value) {
+    ev(json!({ "type": "content_block_delta", "index": index, "delta": delta }))
+}
+
+fn json_ev(index: usize, partial: &str) -> (String, Value) {
+    delta_ev(
+        index,
+        json!({ "type": "input_json_delta", "partial_json": partial }),
+    )
+}
+
+fn stop_ev(index: usize) -> (String, Value) {
+    ev(json!({ "type": "content_block_stop", "index": index }))
+}
+
+fn tool_block(id: &str, name: &str) -> Value {
+    json!({ "type": "tool_use", "id": id, "name": name, "input": {} })
+}
+
+/// The sequential case (every fragment of a call before the next call):
+/// each call's block stops when the next call starts, so both stream their
+/// fragments as they arrive and only the last block's stop waits for the end.
 #[test]
 fn text_then_two_tool_calls_with_split_arguments() {
-    let call = |index: u64, id: Option<&str>, name: Option<&str>, args: &str| {
-        let mut function = json!({ "arguments": args });
-        if let Some(n) = name {
-            function["name"] = json!(n);
-        }
-        let mut c = json!({ "index": index, "type": "function", "function": function });
-        if let Some(i) = id {
-            c["id"] = json!(i);
-        }
-        delta(json!({ "tool_calls": [c] }))
-    };
-    let e = events(vec![
+    let s = steps(vec![
         delta(json!({ "content": "Running two tools." })),
-        call(0, Some("call_a"), Some("Bash"), ""),
-        call(0, None, None, "{\"comm"),
-        call(0, None, None, "and\":\"ls\"}"),
-        call(1, Some("call_b"), Some("Read"), "{\"file_path\":"),
-        call(1, None, None, "\"a.rs\"}"),
+        tool_call(0, Some("call_a"), Some("Bash"), ""),
+        tool_call(0, None, None, "{\"comm"),
+        tool_call(0, None, None, "and\":\"ls\"}"),
+        tool_call(1, Some("call_b"), Some("Read"), "{\"file_path\":"),
+        tool_call(1, None, None, "\"a.rs\"}"),
         finish("tool_calls"),
         usage(50, 20),
         SseItem::Done,
     ]);
+    assert_eq!(s[0][0].0, "message_start");
     assert_eq!(
-        names(&e),
+        s[0][1..],
         [
-            "message_start",
-            "content_block_start",
-            "content_block_delta",
-            "content_block_stop",
-            "content_block_start",
-            "content_block_delta",
-            "content_block_delta",
-            "content_block_stop",
-            "content_block_start",
-            "content_block_delta",
-            "content_block_stop",
-            "message_delta",
-            "message_stop"
+            start_ev(0, json!({ "type": "text", "text": "" })),
+            delta_ev(
+                0,
+                json!({ "type": "text_delta", "text": "Running two tools." })
+            ),
         ]
     );
     assert_eq!(
-        e[4].1,
-        json!({ "type": "content_block_start", "index": 1,
-                "content_block": { "type": "tool_use", "id": "call_a", "name": "Bash", "input": {} } })
+        s[1],
+        [stop_ev(0), start_ev(1, tool_block("call_a", "Bash"))]
+    );
+    assert_eq!(s[2], [json_ev(1, "{\"comm")]);
+    assert_eq!(s[3], [json_ev(1, "and\":\"ls\"}")]);
+    // `{"command":"ls"}` is whole: call_b's start stops call_a's block.
+    assert_eq!(
+        s[4],
+        [
+            stop_ev(1),
+            start_ev(2, tool_block("call_b", "Read")),
+            json_ev(2, "{\"file_path\":")
+        ]
+    );
+    assert_eq!(s[5], [json_ev(2, "\"a.rs\"}")]);
+    assert_eq!((s[6].len(), s[7].len()), (0, 0));
+    assert_eq!(
+        names(&s[8]),
+        ["content_block_stop", "message_delta", "message_stop"]
+    );
+    assert_eq!(s[8][0], stop_ev(2));
+    assert_eq!(
+        s[8][1].1,
+        json!({ "type": "message_delta",
+                "delta": { "stop_reason": "tool_use", "stop_sequence": null },
+                "usage": { "input_tokens": 50, "output_tokens": 20 } })
+    );
+    assert!(s[9].is_empty(), "nothing after [DONE]");
+}
+
+/// Text and reasoning after a tool call with whole arguments stream live
+/// too, and a later call after them opens its own block.
+#[test]
+fn blocks_after_a_whole_tool_call_stream_live() {
+    let s = steps(vec![
+        tool_call(0, Some("call_a"), Some("Bash"), "{\"command\":\"ls\"}"),
+        delta(json!({ "reasoning_content": "Now " })),
+        delta(json!({ "reasoning_content": "read.", "signature": "sig" })),
+        delta(json!({ "content": "Reading." })),
+        tool_call(1, Some("call_b"), Some("Read"), "{}"),
+        SseItem::Done,
+    ]);
+    assert_eq!(
+        s[0][1..],
+        [
+            start_ev(0, tool_block("call_a", "Bash")),
+            json_ev(0, "{\"command\":\"ls\"}")
+        ]
+    );
+    let thinking = json!({ "type": "thinking", "thinking": "", "signature": "" });
+    assert_eq!(
+        s[1],
+        [
+            stop_ev(0),
+            start_ev(1, thinking),
+            delta_ev(1, json!({ "type": "thinking_delta", "thinking": "Now " }))
+        ]
     );
     assert_eq!(
-        e[5].1["delta"],
-        json!({ "type": "input_json_delta", "partial_json": "{\"comm" })
+        s[2],
+        [
+            delta_ev(1, json!({ "type": "thinking_delta", "thinking": "read." })),
+            delta_ev(1, json!({ "type": "signature_delta", "signature": "sig" }))
+        ]
     );
-    assert_eq!(e[6].1["delta"]["partial_json"], "and\":\"ls\"}");
-    // The second call waits for the end and arrives whole.
-    assert_eq!(e[8].1["index"], 2);
-    assert_eq!(e[8].1["content_block"]["name"], "Read");
     assert_eq!(
-        e[9].1,
-        json!({ "type": "content_block_delta", "index": 2,
-                "delta": { "type": "input_json_delta", "partial_json": "{\"file_path\":\"a.rs\"}" } })
+        s[3],
+        [
+            stop_ev(1),
+            start_ev(2, json!({ "type": "text", "text": "" })),
+            delta_ev(2, json!({ "type": "text_delta", "text": "Reading." }))
+        ]
     );
-    assert_eq!(e[10].1["index"], 2);
-    assert_eq!(e[11].1["delta"]["stop_reason"], "tool_use");
-    let joined: String = e[5..7]
+    assert_eq!(
+        s[4],
+        [
+            stop_ev(2),
+            start_ev(3, tool_block("call_b", "Read")),
+            json_ev(3, "{}")
+        ]
+    );
+    assert_eq!(
+        names(&s[5]),
+        ["content_block_stop", "message_delta", "message_stop"]
+    );
+}
+
+/// A fragment for a call whose block was stopped (its arguments were whole)
+/// would make them invalid; it is dropped and the stream stays valid.
+#[test]
+fn a_late_fragment_for_a_stopped_call_is_dropped() {
+    let e = events(vec![
+        tool_call(0, Some("call_a"), Some("Bash"), "{\"command\":\"ls\"}"),
+        tool_call(1, Some("call_b"), Some("Read"), "{\"file_path\":"),
+        tool_call(0, None, None, ",\"timeout\":5}"),
+        tool_call(0, None, None, "  "),
+        tool_call(1, None, None, "\"a.rs\"}"),
+        finish("tool_calls"),
+        SseItem::Done,
+    ]);
+    assert_well_formed(&e);
+    assert_eq!(
+        tool_inputs(&e),
+        [
+            ("Bash".to_string(), json!({ "command": "ls" })),
+            ("Read".to_string(), json!({ "file_path": "a.rs" })),
+        ]
+    );
+    let deltas: Vec<&str> = e
         .iter()
         .filter_map(|(_, d)| d["delta"]["partial_json"].as_str())
         .collect();
     assert_eq!(
-        serde_json::from_str::<Value>(&joined).expect("json"),
-        json!({ "command": "ls" })
+        deltas,
+        ["{\"command\":\"ls\"}", "{\"file_path\":", "\"a.rs\"}"]
     );
+}
+
+#[test]
+fn only_a_whole_json_object_is_complete_arguments() {
+    for whole in ["{}", " {\"a\":1} \n", "{\"s\":\"}{\",\"n\":[1,{}]}"] {
+        assert!(arguments_complete(whole), "{whole:?}");
+    }
+    for partial in [
+        "",
+        "  ",
+        "{",
+        "{\"a\":",
+        "{\"a\":\"}\"",
+        "{}x",
+        "[1]",
+        "\"x\"",
+        "12",
+    ] {
+        assert!(!arguments_complete(partial), "{partial:?}");
+    }
 }
 
 /// Checks the Anthropic rules a client parser relies on: one block open at a
@@ -285,9 +429,12 @@ fn tool_call(index: u64, id: Option<&str>, name: Option<&str>, args: &str) -> Ss
     delta(json!({ "tool_calls": [c] }))
 }
 
+/// True interleaving: call_b starts while call_a's arguments are still
+/// incomplete, so call_a keeps its block to the end and call_b (with all
+/// that follows) is sent whole after it.
 #[test]
 fn interleaved_tool_call_fragments_each_reach_their_own_block() {
-    let e = events(vec![
+    let s = steps(vec![
         tool_call(0, Some("call_a"), Some("Bash"), "{\"command\":"),
         tool_call(1, Some("call_b"), Some("Read"), "{\"file_"),
         tool_call(0, None, None, "\"ls\"}"),
@@ -295,6 +442,26 @@ fn interleaved_tool_call_fragments_each_reach_their_own_block() {
         finish("tool_calls"),
         SseItem::Done,
     ]);
+    assert_eq!(
+        s[0][1..],
+        [
+            start_ev(0, tool_block("call_a", "Bash")),
+            json_ev(0, "{\"command\":")
+        ]
+    );
+    assert!(s[1].is_empty(), "call_b waits: {:?}", s[1]);
+    assert_eq!(s[2], [json_ev(0, "\"ls\"}")]);
+    assert!(s[3].is_empty() && s[4].is_empty());
+    assert_eq!(
+        s[5][..4],
+        [
+            stop_ev(0),
+            start_ev(1, tool_block("call_b", "Read")),
+            json_ev(1, "{\"file_path\":\"a.rs\"}"),
+            stop_ev(1)
+        ]
+    );
+    let e: Vec<(String, Value)> = s.concat();
     assert_well_formed(&e);
     assert_eq!(
         tool_inputs(&e),
@@ -304,6 +471,31 @@ fn interleaved_tool_call_fragments_each_reach_their_own_block() {
         ]
     );
     assert_eq!(e[e.len() - 2].1["delta"]["stop_reason"], "tool_use");
+}
+
+/// Headers first, then the fragments: call_a's arguments are empty when
+/// call_b starts. Empty is not whole, so the fallback keeps both correct.
+#[test]
+fn call_headers_before_any_arguments_take_the_fallback() {
+    let e = events(vec![
+        tool_call(0, Some("call_a"), Some("Bash"), ""),
+        tool_call(1, Some("call_b"), Some("Read"), ""),
+        tool_call(2, Some("call_c"), Some("Grep"), ""),
+        tool_call(1, None, None, "{\"file_path\":\"a.rs\"}"),
+        tool_call(0, None, None, "{\"command\":\"ls\"}"),
+        tool_call(2, None, None, "{}"),
+        finish("tool_calls"),
+        SseItem::Done,
+    ]);
+    assert_well_formed(&e);
+    assert_eq!(
+        tool_inputs(&e),
+        [
+            ("Bash".to_string(), json!({ "command": "ls" })),
+            ("Read".to_string(), json!({ "file_path": "a.rs" })),
+            ("Grep".to_string(), json!({})),
+        ]
+    );
 }
 
 #[test]
@@ -336,8 +528,89 @@ fn text_and_reasoning_after_a_live_tool_call_follow_it_whole() {
 }
 
 #[test]
+fn a_named_stop_sequence_reaches_the_message_delta() {
+    let echo = || Echo {
+        model: "claude-haiku-4-5".into(),
+        stop_sequences: vec!["END".into(), "###".into()],
+    };
+    let last_choice = |extra: Value| {
+        let mut choice = json!({ "index": 0, "delta": {}, "finish_reason": "stop" });
+        if let (Some(c), Value::Object(e)) = (choice.as_object_mut(), extra) {
+            c.extend(e);
+        }
+        data(json!({ "id": "c1", "choices": [choice] }))
+    };
+    let end_of = |echo: Echo, items: Vec<SseItem>| {
+        let e = events_for(echo, items);
+        assert_eq!(names(&e).last(), Some(&"message_stop"));
+        e[e.len() - 2].1["delta"].clone()
+    };
+    let text = || delta(json!({ "content": "1, 2, 3" }));
+    // vLLM names the match in `stop_reason`, SGLang in `matched_stop`.
+    assert_eq!(
+        end_of(
+            echo(),
+            vec![
+                text(),
+                last_choice(json!({ "stop_reason": "END" })),
+                SseItem::Done
+            ]
+        ),
+        json!({ "stop_reason": "stop_sequence", "stop_sequence": "END" })
+    );
+    assert_eq!(
+        end_of(
+            echo(),
+            vec![
+                text(),
+                last_choice(json!({ "matched_stop": "###" })),
+                SseItem::Done
+            ]
+        ),
+        json!({ "stop_reason": "stop_sequence", "stop_sequence": "###" })
+    );
+    // A stop token id, or a request without stop sequences: a plain end.
+    let end_turn = json!({ "stop_reason": "end_turn", "stop_sequence": null });
+    assert_eq!(
+        end_of(
+            echo(),
+            vec![
+                text(),
+                last_choice(json!({ "stop_reason": 2 })),
+                SseItem::Done
+            ]
+        ),
+        end_turn
+    );
+    assert_eq!(
+        end_of(
+            Echo::model("m"),
+            vec![
+                text(),
+                last_choice(json!({ "stop_reason": "END" })),
+                SseItem::Done
+            ]
+        ),
+        end_turn
+    );
+    // A tool call still asks the client to run it.
+    let call = tool_call(0, Some("call_a"), Some("f"), "{}");
+    assert_eq!(
+        end_of(
+            echo(),
+            vec![
+                call,
+                last_choice(json!({ "matched_stop": "END" })),
+                SseItem::Done
+            ]
+        ),
+        json!({ "stop_reason": "tool_use", "stop_sequence": null })
+    );
+}
+
+#[test]
 fn upstream_error_mid_stream() {
-    let mut s = MessageStream::new(Profile::Iflow, "claude-sonnet-4-5");
+    let mut s = MessageStream::new(Profile::Iflow, Echo::model("claude-sonnet-4-5"));
     let mut out = BytesMut::new();
     s.on_item(delta(json!({ "content": "partial" })), &mut out, "acc");
     s.fail(
