@@ -94,17 +94,8 @@ fn client_that_never_reads_its_answer_is_dropped_after_the_stall_timeout() {
     sock.set_recv_buffer_size(4096).unwrap();
     sock.connect(&s.gw.addr.into()).unwrap();
     let mut idle: TcpStream = sock.into();
-    let auth = format!("Bearer {}", s.account);
-    let body = user_body("glm-5", "scenario:big_complete").to_string();
-    let raw = common::client::request_bytes(
-        "POST",
-        "/v1/chat/completions",
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        Some(body.as_bytes()),
-    );
+    let raw =
+        common::client::chat_request(&s.account, &user_body("glm-5", "scenario:big_complete"));
     idle.write_all(&raw).unwrap();
     std::thread::sleep(secs(7));
 

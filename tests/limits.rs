@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::client::{Response, chat, connect, get, open_stream, request_bytes};
+use common::client::{Response, chat, connect, get, open_stream};
 use common::fixtures::STREAM_EVENTS;
 use common::gateway::import;
 use common::{API_KEY, assert_error, iflow, secs, setup, stream_body, user_body};
@@ -149,17 +149,7 @@ fn client_leaving_a_stream_frees_the_slot_and_closes_the_upstream_connection() {
 #[test]
 fn client_leaving_before_a_non_stream_answer_frees_the_slot_and_cancels_upstream() {
     let s = setup(&[("IFLOW_CONCURRENCY", "1"), ("IFLOW_QUEUE_TIMEOUT", "8s")]);
-    let auth = format!("Bearer {}", s.account);
-    let body = user_body("glm-5", "scenario:hold").to_string();
-    let raw = request_bytes(
-        "POST",
-        "/v1/chat/completions",
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        Some(body.as_bytes()),
-    );
+    let raw = common::client::chat_request(&s.account, &user_body("glm-5", "scenario:hold"));
     let mut gone = connect(s.gw.addr);
     gone.write_all(&raw).unwrap();
     assert!(s.mock.wait_in_flight(1, secs(10)));

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::client::{self, Response, connect, request_bytes};
+use common::client::{self, Response, connect};
 use common::pool::{Pool, pool, wait_until};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -192,16 +192,9 @@ fn leave_mid_stream(addr: SocketAddr, token: &str, tally: &Tally) {
 /// A stream the client stops reading: it sends the request, never reads,
 /// and closes the connection only after the gateway's idle timeout.
 fn stop_reading(addr: SocketAddr, token: &str, tally: &Tally) {
-    let body = common::stream_body("glm-5", "scenario:stream_flood").to_string();
-    let auth = format!("Bearer {token}");
-    let raw = request_bytes(
-        "POST",
-        "/v1/chat/completions",
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        Some(body.as_bytes()),
+    let raw = common::client::chat_request(
+        token,
+        &common::stream_body("glm-5", "scenario:stream_flood"),
     );
     let mut s = connect(addr);
     s.write_all(&raw).unwrap();

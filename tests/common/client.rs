@@ -128,11 +128,11 @@ pub struct Streaming {
     pub ended: bool,
 }
 
-/// Sends a chat request and reads only the response head.
-pub fn open_stream(addr: SocketAddr, token: &str, body: &Value) -> Streaming {
+/// The raw bytes of `POST /v1/chat/completions` with a bearer token.
+pub fn chat_request(token: &str, body: &Value) -> Vec<u8> {
     let auth = format!("Bearer {token}");
     let bytes = body.to_string();
-    let raw = request_bytes(
+    request_bytes(
         "POST",
         "/v1/chat/completions",
         &[
@@ -140,7 +140,12 @@ pub fn open_stream(addr: SocketAddr, token: &str, body: &Value) -> Streaming {
             ("Content-Type", "application/json"),
         ],
         Some(bytes.as_bytes()),
-    );
+    )
+}
+
+/// Sends a chat request and reads only the response head.
+pub fn open_stream(addr: SocketAddr, token: &str, body: &Value) -> Streaming {
+    let raw = chat_request(token, body);
     let mut s = connect(addr);
     s.write_all(&raw).expect("send request");
     let mut conn = Conn::new(s);
