@@ -9,7 +9,7 @@ mod common;
 use common::client::chat;
 use common::gateway::{Gateway, import};
 use common::{API_KEY, user_body};
-use iflow_actix::align::capture::CaptureServer;
+use iflow_actix::align::capture::{CNA, CaptureServer};
 use iflow_actix::align::compare::Captured;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -78,18 +78,19 @@ fn a_chat_request_sends_page_view_run_started_and_run_finished() {
     );
 
     assert_eq!(chat(gw.addr, &uuid, &user_body("glm-5", "hi")).status, 200);
-    let events = capture.wait_for(3, Duration::from_secs(5), |r| {
+    let mut events = capture.wait_for(3, Duration::from_secs(5), |r| {
         r.method == "POST" && !r.path.contains("chat")
     });
+    // The page view and run_started leave together, each on its own
+    // connection, so they may arrive in either order.
+    let order = [
+        "/v.gif",
+        "/gm//aitrack.lifecycle.run_started",
+        "/gm//aitrack.lifecycle.run_finished",
+    ];
+    events.sort_by_key(|r| order.iter().position(|p| *p == r.path));
     let paths: Vec<&str> = events.iter().map(|r| r.path.as_str()).collect();
-    assert_eq!(
-        paths,
-        [
-            "/v.gif",
-            "/gm//aitrack.lifecycle.run_started",
-            "/gm//aitrack.lifecycle.run_finished"
-        ]
-    );
+    assert_eq!(paths, order);
     let upstream = capture
         .requests()
         .into_iter()
@@ -119,7 +120,9 @@ fn a_chat_request_sends_page_view_run_started_and_run_finished() {
         Some("text/plain;charset=UTF-8")
     );
     assert!(
-        pv.starts_with("logtype=1&title=iFlow-CLI&pre=-&scr=-&cna=ALIGNCNA&spm-cnt="),
+        pv.starts_with(&format!(
+            "logtype=1&title=iFlow-CLI&pre=-&scr=-&cna={CNA}&spm-cnt="
+        )),
         "{pv}"
     );
     assert!(pv.contains(&format!("&_user_id={user_id}&")), "{pv}");
