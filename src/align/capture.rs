@@ -1,6 +1,7 @@
 //! A capturing upstream for the replay: a small HTTP/1.1 server on
 //! 127.0.0.1 that records every request exactly as it arrived and answers
-//! chat calls (whole or streamed) and telemetry calls plausibly.
+//! chat calls (whole or streamed, or as scripted for the next call) and
+//! telemetry calls plausibly.
 
 use super::compare::Captured;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -8,10 +9,16 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+/// The `cna` cookie the page-view endpoint hands out (the shape of a real
+/// one: 24 base64 characters).
+pub const CNA: &str = "Fq9HIVx4y2cCAXkGd2h0ZmNt";
+
 #[derive(Default)]
 struct Log {
     requests: Mutex<Vec<Captured>>,
     arrived: Condvar,
+    /// Status and JSON body for the next chat call, instead of a success.
+    next_chat: Mutex<Option<(u16, Vec<u8>)>>,
 }
 
 pub struct CaptureServer {
@@ -36,6 +43,55 @@ impl CaptureServer {
 
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Answers the next chat call with `status` and this JSON body.
+    pub fn answer_next_chat(&self, status: u16, body: &serde_json::Value) {
+        *self
+            .log
+            .next_chat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some((status, body.to_string().into_bytes()));
+    }
+
+    /// Waits until at least `count` requests arrived in all (at most
+    /// `timeout`), then until none arrived for `quiet`; returns how many
+    /// there are. Fire-and-forget senders finish on their own schedule.
+    pub fn settle(&self, count: usize, quiet: Duration, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut requests = self
+            .log
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while requests.len() < count && Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            requests = self
+                .log
+                .arrived
+                .wait_timeout(requests, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let mut seen = requests.len();
+        let mut quiet_until = Instant::now() + quiet;
+        loop {
+            let now = Instant::now();
+            if now >= quiet_until || now >= deadline + quiet {
+                return seen;
+            }
+            requests = self
+                .log
+                .arrived
+                .wait_timeout(requests, quiet_until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            if requests.len() != seen {
+                seen = requests.len();
+                quiet_until = Instant::now() + quiet;
+            }
+        }
     }
 
     /// Every request so far.
@@ -85,7 +141,20 @@ fn serve(stream: TcpStream, log: &Log) {
     let Some(request) = read_request(&mut reader) else {
         return;
     };
-    let reply = answer(&request);
+    let scripted = if request.path.ends_with("/chat/completions") {
+        log.next_chat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    } else {
+        None
+    };
+    let reply = match scripted {
+        Some((status, body)) => {
+            response(&format!("{status} Scripted"), "application/json", "", &body)
+        }
+        None => answer(&request),
+    };
     {
         let mut requests = log.requests.lock().unwrap_or_else(PoisonError::into_inner);
         requests.push(request);
@@ -153,7 +222,7 @@ fn answer(request: &Captured) -> Vec<u8> {
         return response(
             "200 OK",
             "image/gif",
-            "set-cookie: cna=ALIGNCNA; Path=/\r\n",
+            &format!("set-cookie: cna={CNA}; Path=/\r\n"),
             b"",
         );
     }

@@ -1,18 +1,20 @@
-//! Field-level comparison of a captured upstream request with a baseline.
+//! Field-level comparison of a captured request with its baseline.
 
-use super::fixture::{Dynamic, Fixture, HeaderRule, TRANSPORT_HEADERS};
-use crate::profile::iflow::headers::USER_AGENT;
-use crate::profile::iflow::signature::sign;
-use serde::Serialize;
+use super::body::{self, as_text, lookup};
+use super::dynamic::{self, Facts};
+use super::fixture::{ExpectedRequest, Fixture, HeaderRule, TRANSPORT_HEADERS};
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-/// A request as it reached the capturing upstream.
+/// A request as it reached the capturing server.
 #[derive(Debug, Clone, Serialize)]
 pub struct Captured {
     pub method: String,
     pub path: String,
     /// Names lowercased, in arrival order.
     pub headers: Vec<(String, String)>,
+    /// Serialised as the JSON value it holds, or else as text.
+    #[serde(serialize_with = "body_as_value")]
     pub body: Vec<u8>,
 }
 
@@ -22,6 +24,19 @@ impl Captured {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as a JSON value, or as a string when it is not JSON.
+    pub fn body_value(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&self.body).into_owned()))
+    }
+}
+
+fn body_as_value<S: Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => value.serialize(s),
+        Err(_) => s.serialize_str(&String::from_utf8_lossy(body)),
     }
 }
 
@@ -36,6 +51,8 @@ pub enum DiffKind {
     Changed,
     /// A dynamic field that does not have its format.
     BadFormat,
+    /// A form's fields in another order than the baseline's.
+    Order,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -61,11 +78,60 @@ fn diff(
     }
 }
 
-/// Every difference between `captured` and the fixture's baseline, up to
-/// the dynamic fields, which are checked by format. `now_ms` anchors the
-/// timestamp check.
+/// Another request of the same exchange, for `same_as` references
+/// (`"chat header session-id"`, `"run_started body.gokey.observation_id"`).
+pub struct Peer<'a> {
+    pub label: &'a str,
+    pub captured: &'a Captured,
+    /// The body decoded as its baseline describes it.
+    pub body: Option<Value>,
+}
+
+/// What a comparison may look at besides the request itself.
+#[derive(Default)]
+pub struct Context<'a> {
+    pub facts: Facts<'a>,
+    pub peers: Vec<Peer<'a>>,
+}
+
+impl Context<'_> {
+    /// The value a `same_as` reference points at.
+    fn resolve(&self, reference: &str) -> Option<String> {
+        let (label, place) = reference.split_once(' ')?;
+        let peer = self.peers.iter().find(|p| p.label == label)?;
+        match place.strip_prefix("header ") {
+            Some(name) => peer.captured.header(name).map(str::to_string),
+            None => lookup(peer.body.as_ref()?, place).map(as_text),
+        }
+    }
+}
+
+/// Every difference between a captured chat call and the fixture's
+/// baseline, up to the dynamic fields, which are checked by format.
+/// `now_ms` anchors the timestamp check.
 pub fn compare(fixture: &Fixture, captured: &Captured, now_ms: i64) -> Vec<Difference> {
-    let expected = &fixture.expected;
+    let ctx = Context {
+        facts: Facts {
+            api_key: &fixture.account.api_key,
+            now_ms,
+            chat: Some(captured),
+            ..Facts::default()
+        },
+        peers: Vec::new(),
+    };
+    compare_request(&fixture.expected, captured, &ctx)
+}
+
+/// Every difference between `captured` and `expected`.
+pub fn compare_request(
+    expected: &ExpectedRequest,
+    captured: &Captured,
+    ctx: &Context<'_>,
+) -> Vec<Difference> {
+    let facts = Facts {
+        request: Some(captured),
+        ..ctx.facts
+    };
     let mut out = Vec::new();
     if !captured.method.eq_ignore_ascii_case(&expected.method) {
         out.push(diff(
@@ -83,6 +149,33 @@ pub fn compare(fixture: &Fixture, captured: &Captured, now_ms: i64) -> Vec<Diffe
             Some(captured.path.clone()),
         ));
     }
+    compare_headers(expected, captured, &facts, &mut out);
+    match body::decode(expected, &captured.body) {
+        Ok(body) => {
+            let walk = walk::Walk {
+                rules: expected,
+                ctx,
+                facts: &facts,
+            };
+            walk.diff("body", &expected.body, &body, &mut out);
+            walk::compare_form_order(expected, &body, &mut out);
+        }
+        Err(e) => out.push(diff(
+            "body".into(),
+            DiffKind::BadFormat,
+            Some(format!("{:?}", expected.body_format).to_lowercase()),
+            Some(e),
+        )),
+    }
+    out
+}
+
+fn compare_headers(
+    expected: &ExpectedRequest,
+    captured: &Captured,
+    facts: &Facts<'_>,
+    out: &mut Vec<Difference>,
+) {
     for (name, rule) in &expected.headers {
         let place = format!("header {name}");
         let Some(actual) = captured.header(name) else {
@@ -92,8 +185,7 @@ pub fn compare(fixture: &Fixture, captured: &Captured, now_ms: i64) -> Vec<Diffe
         let problem = match rule {
             HeaderRule::Exact(value) => (value != actual).then_some(DiffKind::Changed),
             HeaderRule::Dynamic { dynamic } => {
-                (!dynamic_ok(*dynamic, actual, captured, &fixture.account.api_key, now_ms))
-                    .then_some(DiffKind::BadFormat)
+                (!dynamic::check(*dynamic, actual, facts)).then_some(DiffKind::BadFormat)
             }
         };
         if let Some(kind) = problem {
@@ -129,121 +221,17 @@ pub fn compare(fixture: &Fixture, captured: &Captured, now_ms: i64) -> Vec<Diffe
             Some(len.to_string()),
         ));
     }
-    match serde_json::from_slice::<Value>(&captured.body) {
-        Ok(body) => diff_json("body", &expected.body, &body, &mut out),
-        Err(e) => out.push(diff(
-            "body".into(),
-            DiffKind::BadFormat,
-            Some("JSON".into()),
-            Some(e.to_string()),
-        )),
-    }
-    out
 }
 
-fn describe(rule: &HeaderRule) -> String {
+/// How a header rule reads, for humans.
+pub fn describe(rule: &HeaderRule) -> String {
     match rule {
         HeaderRule::Exact(v) => v.clone(),
         HeaderRule::Dynamic { dynamic } => format!("<{}>", dynamic.pattern()),
     }
 }
 
-fn is_uuid_v4(s: &str) -> bool {
-    s.len() == 36
-        && s == s.to_ascii_lowercase()
-        && uuid::Uuid::parse_str(s).is_ok_and(|u| u.get_version_num() == 4)
-}
-
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-fn dynamic_ok(kind: Dynamic, value: &str, captured: &Captured, api_key: &str, now_ms: i64) -> bool {
-    match kind {
-        Dynamic::SessionId => value.strip_prefix("session-").is_some_and(is_uuid_v4),
-        Dynamic::UuidV4 => is_uuid_v4(value),
-        Dynamic::EpochMs => {
-            value.len() == 13
-                && value
-                    .parse::<i64>()
-                    .is_ok_and(|t| (t - now_ms).abs() <= 60_000)
-        }
-        Dynamic::Signature => {
-            let session = captured.header("session-id").unwrap_or_default();
-            let timestamp = captured
-                .header("x-iflow-timestamp")
-                .and_then(|t| t.parse::<i64>().ok());
-            timestamp
-                .and_then(|t| sign(api_key, USER_AGENT, session, t))
-                .as_deref()
-                == Some(value)
-        }
-        Dynamic::Traceparent => {
-            let parts: Vec<&str> = value.split('-').collect();
-            parts.len() == 4
-                && parts[0] == "00"
-                && is_hex(parts[1], 32)
-                && is_hex(parts[2], 16)
-                && parts[3] == "01"
-        }
-    }
-}
-
-fn same_scalar(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
-    }
-}
-
-/// Keys added, removed or changed, at their JSON path.
-fn diff_json(place: &str, expected: &Value, actual: &Value, out: &mut Vec<Difference>) {
-    match (expected, actual) {
-        (Value::Object(e), Value::Object(a)) => {
-            for (k, ev) in e {
-                let here = format!("{place}.{k}");
-                match a.get(k) {
-                    Some(av) => diff_json(&here, ev, av, out),
-                    None => out.push(diff(here, DiffKind::Missing, Some(ev.to_string()), None)),
-                }
-            }
-            for (k, av) in a {
-                if !e.contains_key(k) {
-                    out.push(diff(
-                        format!("{place}.{k}"),
-                        DiffKind::Extra,
-                        None,
-                        Some(av.to_string()),
-                    ));
-                }
-            }
-        }
-        (Value::Array(e), Value::Array(a)) => {
-            for i in 0..e.len().max(a.len()) {
-                let here = format!("{place}[{i}]");
-                match (e.get(i), a.get(i)) {
-                    (Some(ev), Some(av)) => diff_json(&here, ev, av, out),
-                    (Some(ev), None) => {
-                        out.push(diff(here, DiffKind::Missing, Some(ev.to_string()), None))
-                    }
-                    (None, Some(av)) => {
-                        out.push(diff(here, DiffKind::Extra, None, Some(av.to_string())))
-                    }
-                    (None, None) => {}
-                }
-            }
-        }
-        _ if same_scalar(expected, actual) => {}
-        _ => out.push(diff(
-            place.to_string(),
-            DiffKind::Changed,
-            Some(expected.to_string()),
-            Some(actual.to_string()),
-        )),
-    }
-}
+mod walk;
 
 #[cfg(test)]
 mod tests;

@@ -1,65 +1,169 @@
 //! Runs baseline inputs through the real gateway binary against the
-//! capturing upstream, and compares what arrived with the baselines.
+//! capturing server, and compares what arrived with the baselines: each
+//! chat call, and in `official` mode the telemetry around it.
 
-use super::capture::CaptureServer;
+use super::capture::{CNA, CaptureServer};
 use super::compare::{Captured, Difference, compare};
-use super::fixture::Fixture;
+use super::dynamic::Facts;
+use super::fixture::{ExpectedRequest, Fixture, TelemetryFixture};
+use super::telemetry::{TelemetryResult, compare_group};
 use crate::secret::Secret;
 use crate::store::{Account, AccountStore, AuthType};
+use process::{TempDir, post_chat, start_gateway};
 use serde::Serialize;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
 use std::time::Duration;
+
+mod process;
+
+/// How long the fire-and-forget telemetry of one request gets to arrive,
+/// and the silence that ends a request's group.
+const TELEMETRY_WAIT: Duration = Duration::from_secs(5);
+const TELEMETRY_QUIET: Duration = Duration::from_millis(150);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseResult {
     pub name: String,
+    pub description: String,
+    /// What the official client sends for this input.
+    pub baseline: ExpectedRequest,
+    /// Baseline places that hold the client's own forwarded fields.
+    pub forwarded: Vec<String>,
     /// The upstream request the gateway sent, if one arrived.
     pub captured: Option<Captured>,
+    /// The status the gateway answered the client with.
+    pub reply_status: Option<u16>,
     pub differences: Vec<Difference>,
     /// Why the case could not be compared.
     pub error: Option<String>,
 }
 
-/// What a replay produced: the cases, and every other request the capture
-/// server saw (telemetry, in `official` mode).
+/// What a replay produced: the chat cases, the telemetry sequences (in
+/// `official` mode), and every request other than a chat call.
 pub struct Replay {
     pub cases: Vec<CaseResult>,
+    pub telemetry: Vec<TelemetryResult>,
     pub others: Vec<Captured>,
 }
 
-/// A gateway child process, killed on drop.
-struct Gateway {
-    child: Child,
-    port: u16,
+fn is_chat(r: &Captured) -> bool {
+    r.path.ends_with("/chat/completions")
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Replays `fixtures` through `gateway_bin` in `mode` (`off` or `official`).
-pub fn run(fixtures: &[Fixture], gateway_bin: &Path, mode: &str) -> Result<Replay, String> {
+/// Replays `fixtures` through `gateway_bin` in `mode` (`off` or
+/// `official`); in `official` mode the telemetry around each request is
+/// compared with the `telemetry` sequences.
+pub fn run(
+    fixtures: &[Fixture],
+    telemetry: &[TelemetryFixture],
+    gateway_bin: &Path,
+    mode: &str,
+) -> Result<Replay, String> {
+    let official = mode == "official";
     let capture = CaptureServer::start().map_err(|e| format!("capture server: {e}"))?;
     let dir = TempDir(
         std::env::temp_dir().join(format!("iflow-align-{}", uuid::Uuid::new_v4().simple())),
     );
-    let store = AccountStore::open(&dir.0).map_err(|e| e.to_string())?;
+    let accounts = create_accounts(fixtures, &dir.0, &capture.base_url())?;
+    let gateway = start_gateway(gateway_bin, &dir.0, mode, &capture.base_url())?;
+    let expected_count = |after: Option<&str>| -> usize {
+        telemetry
+            .iter()
+            .filter(|t| t.after.as_deref() == after)
+            .map(|t| t.requests.len())
+            .sum()
+    };
+
+    // Start-up telemetry (the `cna` request) comes before any chat call.
+    let mut seen = if official {
+        capture.settle(expected_count(None), TELEMETRY_QUIET, TELEMETRY_WAIT)
+    } else {
+        0
+    };
+    let startup: Vec<Captured> = capture.requests().into_iter().take(seen).collect();
+    let mut cases = Vec::new();
+    let mut arrivals: Vec<Vec<Captured>> = Vec::new();
+    for f in fixtures {
+        let uuid = accounts
+            .iter()
+            .find(|(t, k, _)| *t == f.account.auth_type && *k == f.account.api_key)
+            .map(|(_, _, u)| u.clone())
+            .unwrap_or_default();
+        if let Some(reply) = &f.upstream_reply {
+            capture.answer_next_chat(reply.status, &reply.body);
+        }
+        let before = seen;
+        let sent = post_chat(gateway.port, &uuid, &f.request);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        seen = if official {
+            let want = before + 1 + expected_count(Some(&f.name));
+            capture.settle(want, TELEMETRY_QUIET, TELEMETRY_WAIT)
+        } else {
+            capture.requests().len()
+        };
+        let new: Vec<Captured> = capture
+            .requests()
+            .into_iter()
+            .skip(before)
+            .take(seen - before)
+            .collect();
+        let (chats, others): (Vec<Captured>, Vec<Captured>) = new.into_iter().partition(is_chat);
+        let chat = chats.into_iter().next();
+        cases.push(case_result(f, chat, sent, now_ms));
+        arrivals.push(others);
+    }
+    if !official {
+        // Anything sent late in `off` mode still has to show up below.
+        capture.settle(0, TELEMETRY_QUIET, TELEMETRY_QUIET);
+    }
+    let installation_id = std::fs::read_to_string(dir.0.join("telemetry/installation_id")).ok();
+    drop(gateway);
+
+    let mut results = Vec::new();
+    if official {
+        for t in telemetry {
+            let (arrived, chat) = match &t.after {
+                None => (startup.clone(), None),
+                Some(name) => {
+                    let Some(i) = cases.iter().position(|c| &c.name == name) else {
+                        // The case was not selected (`align diff --case`).
+                        continue;
+                    };
+                    let chat = cases[i]
+                        .captured
+                        .as_ref()
+                        .map(|c| (&fixtures[i].expected, c));
+                    (std::mem::take(&mut arrivals[i]), chat)
+                }
+            };
+            let facts = Facts {
+                installation_id: installation_id.as_deref().map(str::trim),
+                cna: Some(CNA),
+                ..Facts::default()
+            };
+            results.push(compare_group(t, arrived, chat, facts));
+        }
+    }
+    let others = capture
+        .requests()
+        .into_iter()
+        .filter(|r| !is_chat(r))
+        .collect();
+    Ok(Replay {
+        cases,
+        telemetry: results,
+        others,
+    })
+}
+
+/// One account per distinct (auth type, key) of the fixtures, on the
+/// capture server; returns (auth type, key, uuid).
+fn create_accounts(
+    fixtures: &[Fixture],
+    data: &Path,
+    capture: &str,
+) -> Result<Vec<(String, String, String)>, String> {
+    let store = AccountStore::open(data).map_err(|e| e.to_string())?;
     let mut accounts: Vec<(String, String, String)> = Vec::new();
     for f in fixtures {
         let known = accounts
@@ -71,7 +175,7 @@ pub fn run(fixtures: &[Fixture], gateway_bin: &Path, mode: &str) -> Result<Repla
         let auth: AuthType = f.account.auth_type.parse()?;
         let account = Account::new(
             Secret::new(f.account.api_key.clone()),
-            format!("{}/v1", capture.base_url()),
+            format!("{capture}/v1"),
             auth,
             chrono::Utc::now(),
         );
@@ -82,124 +186,41 @@ pub fn run(fixtures: &[Fixture], gateway_bin: &Path, mode: &str) -> Result<Repla
             account.uuid,
         ));
     }
-    let gateway = start_gateway(gateway_bin, &dir.0, mode, &capture.base_url())?;
-
-    let mut cases = Vec::new();
-    for f in fixtures {
-        let uuid = accounts
-            .iter()
-            .find(|(t, k, _)| *t == f.account.auth_type && *k == f.account.api_key)
-            .map(|(_, _, u)| u.clone())
-            .unwrap_or_default();
-        let before = capture.requests().len();
-        let sent = post_chat(gateway.port, &uuid, &f.request);
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let chat = capture
-            .requests()
-            .into_iter()
-            .skip(before)
-            .find(|r| r.path.ends_with("/chat/completions"));
-        let (differences, error) = match (&sent, &chat) {
-            (Err(e), _) => (Vec::new(), Some(e.clone())),
-            (Ok(_), None) => (Vec::new(), Some("no upstream request arrived".into())),
-            (Ok(_), Some(captured)) => (compare(f, captured, now_ms), None),
-        };
-        cases.push(CaseResult {
-            name: f.name.clone(),
-            captured: chat,
-            differences,
-            error,
-        });
-    }
-    drop(gateway);
-    let others = capture
-        .requests()
-        .into_iter()
-        .filter(|r| !r.path.ends_with("/chat/completions"))
-        .collect();
-    Ok(Replay { cases, others })
+    Ok(accounts)
 }
 
-fn start_gateway(bin: &Path, data: &Path, mode: &str, capture: &str) -> Result<Gateway, String> {
-    let mut child = Command::new(bin)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("IFLOW_LOG_LEVEL", "info")
-        .env("IFLOW_ALIGN_MODE", mode)
-        // Nothing may leave the machine, telemetry included.
-        .env("IFLOW_TELEMETRY_GM_URL", format!("{capture}/gm"))
-        .env("IFLOW_TELEMETRY_PV_URL", format!("{capture}/v.gif"))
-        .env("IFLOW_OAUTH_TOKEN_URL", format!("{capture}/oauth/token"))
-        .env(
-            "IFLOW_OAUTH_USERINFO_URL",
-            format!("{capture}/oauth/userinfo"),
-        )
-        .env("IFLOW_OAUTH_AUTHORIZE_URL", format!("{capture}/oauth"))
-        .current_dir(data)
-        .args(["--data-dir"])
-        .arg(data)
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--workers",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let port = rest
-                    .split(' ')
-                    .next()
-                    .and_then(|a| a.rsplit(':').next())
-                    .and_then(|p| p.parse::<u16>().ok());
-                let _ = tx.send(port);
-            }
-        }
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(15))
-        .ok()
-        .flatten()
-        .ok_or("the gateway did not start listening within 15 s")?;
-    Ok(Gateway { child, port })
-}
-
-/// One blocking chat request; the reply is read to the end and dropped.
-fn post_chat(port: u16, bearer: &str, body: &serde_json::Value) -> Result<u16, String> {
-    let body = body.to_string();
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .map_err(|e| e.to_string())?;
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {bearer}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(body.as_bytes()))
-        .map_err(|e| e.to_string())?;
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).map_err(|e| e.to_string())?;
-    let status = String::from_utf8_lossy(&reply)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or("no HTTP status in the reply")?;
-    if status != 200 {
-        return Err(format!(
-            "the gateway answered {status}: {}",
-            String::from_utf8_lossy(&reply)
-        ));
+fn case_result(
+    f: &Fixture,
+    chat: Option<Captured>,
+    sent: Result<(u16, String), String>,
+    now_ms: i64,
+) -> CaseResult {
+    let (reply_status, mut error) = match &sent {
+        Err(e) => (None, Some(e.clone())),
+        Ok((status, _)) if *status == f.reply_status => (Some(*status), None),
+        Ok((status, reply)) => (
+            Some(*status),
+            Some(format!(
+                "the gateway answered {status}, the case expects {}: {reply}",
+                f.reply_status
+            )),
+        ),
+    };
+    let differences = match &chat {
+        Some(captured) if sent.is_ok() => compare(f, captured, now_ms),
+        _ => Vec::new(),
+    };
+    if chat.is_none() && error.is_none() {
+        error = Some("no upstream request arrived".into());
     }
-    Ok(status)
+    CaseResult {
+        name: f.name.clone(),
+        description: f.description.clone(),
+        baseline: f.expected.clone(),
+        forwarded: f.forwarded.clone(),
+        captured: chat,
+        reply_status,
+        differences,
+        error,
+    }
 }

@@ -190,7 +190,12 @@ pub async fn run(
                 // non-stream replies.
                 Ok(_) if !chat.stream => run.finished(http),
                 Ok(_) => {}
-                Err(e) => run.failed(http, &e.to_string()),
+                // The upstream's fault, without the gateway's account label:
+                // the collector is a third party.
+                Err(e) => run.failed(
+                    http,
+                    &e.fault().map_or_else(|| e.to_string(), ToString::to_string),
+                ),
             }
         }
         let err = match result {

@@ -97,9 +97,25 @@ pub fn run_finished(ctx: &RunContext, duration_ms: u128) -> Value {
     ])
 }
 
-/// `/aitrack.lifecycle.run_error`; the message is capped at 20 000 characters.
+/// The most characters of a message, and of a stack, `run_error` carries.
+const ERROR_TEXT_CAP: usize = 20_000;
+
+/// `error_msg` as the official client builds it: the message, `\n`, then the
+/// error's stack, which Node starts with `Error: <message>` followed by
+/// `    at …` frames. The gateway has no JavaScript stack, so it sends one
+/// frame naming the official request builder, `generateContentInternal`,
+/// with Node's `<anonymous>` for an unknown location. The official client
+/// cuts the stack at 20 000 characters; the gateway also cuts the message.
+pub fn error_msg(error: &str) -> String {
+    let message: String = error.chars().take(ERROR_TEXT_CAP).collect();
+    let stack = format!("Error: {message}\n    at generateContentInternal (<anonymous>)");
+    let stack: String = stack.chars().take(ERROR_TEXT_CAP).collect();
+    format!("{message}\n{stack}")
+}
+
+/// `/aitrack.lifecycle.run_error`.
 pub fn run_error(ctx: &RunContext, error: &str, facts: &ClientFacts) -> Value {
-    let message: String = error.chars().take(20_000).collect();
+    let message = error_msg(error);
     gm_body(&[
         ("pid", "iflow"),
         ("sam", &sam(ctx)),
@@ -129,7 +145,7 @@ pub fn page_view(cna: &str, user_id: &str, facts: &ClientFacts, language: &str) 
         "win32" => ("Windows", "Windows", "win"),
         other => ("Linux", "Linux", other),
     };
-    let cache = hex(&fastrand::u32(..1 << 28).to_be_bytes());
+    let cache = format!("{:x}", fastrand::u32(..1 << 28));
     [
         "logtype=1".to_string(),
         "title=iFlow-CLI".into(),
@@ -140,7 +156,7 @@ pub fn page_view(cna: &str, user_id: &str, facts: &ClientFacts, language: &str) 
         "aplus".into(),
         "pid=iflow".into(),
         format!("_user_id={user_id}"),
-        format!("cache={}", cache.trim_start_matches('0')),
+        format!("cache={cache}"),
         "sidx=aplusSidex".into(),
         "ckx=aplusCkx".into(),
         "platformType=pc".into(),
@@ -247,12 +263,26 @@ mod tests {
         assert!(f.contains(&("duration".into(), "1234".into())));
         assert!(f.contains(&("sessionId".into(), "session-1".into())));
         let facts = local_facts("0.5.19", "v22.20.0");
-        let e = gokey_fields(&run_error(&ctx(), &"x".repeat(30_000), &facts));
+        let e = gokey_fields(&run_error(&ctx(), "upstream refused", &facts));
         let names: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names.len(), 18);
         assert_eq!(names[8], "error_msg");
-        assert_eq!(e[8].1.len(), 20_000);
+        assert_eq!(
+            e[8].1,
+            encode_component(
+                "upstream refused\nError: upstream refused\n    at generateContentInternal (<anonymous>)"
+            )
+        );
         assert!(e.contains(&("cliVer".into(), "0.5.19".into())));
+    }
+
+    #[test]
+    fn error_msg_caps_message_and_stack() {
+        let long = error_msg(&"x".repeat(30_000));
+        let (message, stack) = long.split_once('\n').unwrap();
+        assert_eq!(message.chars().count(), 20_000);
+        assert_eq!(stack.chars().count(), 20_000);
+        assert!(stack.starts_with("Error: xxx"));
     }
 
     #[test]

@@ -16,8 +16,14 @@ use clap::ValueEnum;
 /// protocol notes were read from (iflow-cli-ce commit 0d24a6e).
 pub const CLI_VERSION: &str = "0.5.19";
 
-/// The Node.js version string the official client reports (`process.version`);
-/// any current LTS looks ordinary.
+/// The Node.js version string reported as `nodeVersion` (`run_error`) and
+/// `node_version` (page view). Source: none pins a value. The official
+/// client reports the version of whatever Node.js runs it (`process.version`
+/// in its `run_error` builder), so the value differs from one machine to the
+/// next, and the protocol notes (section 9) give only its form, `v…`, with
+/// no captured value. v22.20.0 is simply a real release of the Node.js 22
+/// LTS line, so it looks like an ordinary install; nothing on the server side
+/// is known to check it. Override with `IFLOW_NODE_VERSION`.
 pub const NODE_VERSION: &str = "v22.20.0";
 
 pub const DEFAULT_GM_URL: &str = "https://gm.mmstat.com";

@@ -11,6 +11,18 @@ use std::time::{Duration, Instant};
 /// No event may take longer than this; nobody waits for it anyway.
 const SEND_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The headers Node's fetch (undici) adds to every request of the official
+/// client's telemetry (protocol sections 2.2 and 9.1).
+fn node_fetch(request: awc::ClientRequest) -> awc::ClientRequest {
+    request
+        .insert_header(("accept", "*/*"))
+        .insert_header(("accept-language", "*"))
+        .insert_header(("sec-fetch-mode", "cors"))
+        .insert_header(("user-agent", "node"))
+        .insert_header(("accept-encoding", "br, gzip, deflate"))
+        .timeout(SEND_TIMEOUT)
+}
+
 pub struct Telemetry {
     settings: TelemetrySettings,
     user_id: String,
@@ -66,11 +78,7 @@ impl Telemetry {
 
     /// Asks `v.gif` for the `cna` cookie once, as the official client does at start.
     pub async fn fetch_cna(self: Arc<Self>, client: awc::Client) {
-        let request = client
-            .get(&self.settings.telemetry_pv_url)
-            .insert_header(("user-agent", "node"))
-            .timeout(SEND_TIMEOUT)
-            .send();
+        let request = node_fetch(client.get(&self.settings.telemetry_pv_url)).send();
         let Ok(resp) = request.await else {
             log::debug!("telemetry: no cna cookie (collector unreachable)");
             return;
@@ -140,12 +148,8 @@ impl Telemetry {
             "{}//aitrack.lifecycle.{event}",
             self.settings.telemetry_gm_url.trim_end_matches('/')
         );
-        let request = client
-            .post(url)
-            .insert_header(("content-type", "application/json"))
-            .insert_header(("user-agent", "node"))
-            .insert_header(("accept", "*/*"))
-            .timeout(SEND_TIMEOUT);
+        let request =
+            node_fetch(client.post(url)).insert_header(("content-type", "application/json"));
         actix_web::rt::spawn(async move {
             if let Err(e) = request.send_json(&body).await {
                 log::debug!("telemetry event not delivered: {e}");
@@ -155,12 +159,9 @@ impl Telemetry {
 }
 
 fn send_text(client: &awc::Client, url: &str, body: String) {
-    let request = client
-        .post(url)
+    let request = node_fetch(client.post(url))
         .insert_header(("content-type", "text/plain;charset=UTF-8"))
-        .insert_header(("cache-control", "no-cache"))
-        .insert_header(("user-agent", "node"))
-        .timeout(SEND_TIMEOUT);
+        .insert_header(("cache-control", "no-cache"));
     actix_web::rt::spawn(async move {
         if let Err(e) = request.send_body(body).await {
             log::debug!("telemetry page view not delivered: {e}");
