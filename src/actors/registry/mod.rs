@@ -13,17 +13,19 @@
 mod accounts;
 mod directory;
 mod keys;
+mod refresh;
 mod usage;
 
 pub use accounts::{
-    ApplyRefresh, DeleteAccount, GetAccount, ImportAccount, ListAccounts, ReloadAccount, Rescan,
-    ResetAccount, Resolve, SetCooldown, SetState,
+    DeleteAccount, GetAccount, ImportAccount, ListAccounts, Rescan, ResetAccount, Resolve,
+    SetCooldown, SetState,
 };
 pub use directory::{
     AccountHandle, AccountHealth, CooldownPolicy, Directory, KeyHandle, SharedDirectory,
     UsageCounter, digest,
 };
 pub use keys::{CreateKey, ListKeys, RevokeKey};
+pub use refresh::{ApplyRefresh, MarkNeedsLogin, RefreshingNow, ReloadAccount};
 pub use usage::{FlushUsage, UsageEvent, UsageLedger, UsageReport};
 
 use crate::actors::store_worker::{StoreWorker, Stores};
@@ -318,3 +320,6 @@ impl Actor for AccountRegistry {
 fn worker_gone(e: MailboxError) -> StoreError {
     StoreError::Invalid(format!("store worker unavailable: {e}"))
 }
+
+#[cfg(test)]
+mod tests;
