@@ -9,8 +9,8 @@ pub use list::state_of;
 use super::{Cli, TokenCommand};
 use crate::actors::refresher::{RefreshAccount, RefresherActor};
 use crate::actors::registry::{
-    AccountRegistry, DeleteAccount, GetAccount, ImportAccount, ListAccounts, RegistrySettings,
-    ResetAccount,
+    AccountRegistry, DeleteAccount, GetAccount, ImportAccount, ListAccounts, ListUnreadable,
+    RegistrySettings, ResetAccount,
 };
 use crate::actors::store_worker::Stores;
 use crate::oauth::client::OAuthClient;
@@ -80,33 +80,49 @@ pub async fn run(cmd: TokenCommand, cli: &Cli) -> Result<(), TokenError> {
             login_and_store(&registry, cli, &opts).await
         }
         TokenCommand::Refresh { uuid } => {
-            let uuid = full_uuid(&registry, &uuid).await?;
+            // A broken file is named too, so the refresh can say what is wrong.
+            let uuid = full_uuid(&registry, &uuid, true).await?;
             refresh(registry, cli, uuid).await
         }
         TokenCommand::Reset { uuid } => {
-            let uuid = full_uuid(&registry, &uuid).await?;
+            let uuid = full_uuid(&registry, &uuid, false).await?;
             reset(&registry, uuid).await
         }
         TokenCommand::Delete { uuid, yes } => {
-            let uuid = full_uuid(&registry, &uuid).await?;
+            let uuid = full_uuid(&registry, &uuid, false).await?;
             delete(&registry, uuid, yes).await
         }
     }
 }
 
 /// The account a uuid, or a unique start of one (at least 8 characters, as
-/// logs show them), names.
-async fn full_uuid(registry: &Addr<AccountRegistry>, given: &str) -> Result<String, TokenError> {
-    let accounts = registry
+/// logs show them), names; with `unreadable`, files that cannot be read
+/// count too.
+async fn full_uuid(
+    registry: &Addr<AccountRegistry>,
+    given: &str,
+    unreadable: bool,
+) -> Result<String, TokenError> {
+    let mut uuids: Vec<String> = registry
         .send(ListAccounts)
         .await
-        .map_err(|_| TokenError::Registry)?;
-    if accounts.iter().any(|s| s.account.uuid == given) {
+        .map_err(|_| TokenError::Registry)?
+        .into_iter()
+        .map(|s| s.account.uuid)
+        .collect();
+    if unreadable {
+        let broken = registry
+            .send(ListUnreadable)
+            .await
+            .map_err(|_| TokenError::Registry)?;
+        uuids.extend(broken.into_iter().map(|(uuid, _)| uuid));
+    }
+    if uuids.iter().any(|u| u == given) {
         return Ok(given.to_string());
     }
-    let matches: Vec<&str> = accounts
+    let matches: Vec<&str> = uuids
         .iter()
-        .map(|s| s.account.uuid.as_str())
+        .map(String::as_str)
         .filter(|u| given.len() >= 8 && u.starts_with(given))
         .collect();
     match matches.as_slice() {

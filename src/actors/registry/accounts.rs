@@ -1,6 +1,6 @@
 //! Account messages of the registry: lookup, import, states and
-//! cooldowns, listing, deletion, rescans. What a refresh needs is in
-//! `refresh.rs`.
+//! cooldowns, listing (with the files that cannot be read), deletion,
+//! rescans. What a refresh needs is in `refresh.rs`.
 
 use super::{AccountRegistry, AccountSummary, Principal, worker_gone};
 use crate::actors::store_worker::StoreJob;
@@ -64,6 +64,12 @@ pub struct ResetAccount(pub String);
 #[derive(Message)]
 #[rtype(result = "Vec<AccountSummary>")]
 pub struct ListAccounts;
+
+/// Account files the last scan could not use: `(uuid from the file name,
+/// reason)`, by file name.
+#[derive(Message)]
+#[rtype(result = "Vec<(String, String)>")]
+pub struct ListUnreadable;
 
 /// Removes an account file and its actor.
 #[derive(Message)]
@@ -298,6 +304,24 @@ impl Handler<ListAccounts> for AccountRegistry {
         list.sort_by(|a, b| {
             (a.account.created_at, &a.account.uuid).cmp(&(b.account.created_at, &b.account.uuid))
         });
+        MessageResult(list)
+    }
+}
+
+impl Handler<ListUnreadable> for AccountRegistry {
+    type Result = MessageResult<ListUnreadable>;
+
+    /// The broken files of the last scan; they are never opened for writing.
+    fn handle(&mut self, _msg: ListUnreadable, _ctx: &mut Self::Context) -> Self::Result {
+        let mut list: Vec<(String, String)> = self
+            .problems
+            .iter()
+            .map(|(path, reason)| {
+                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+                (stem.unwrap_or_default(), reason.clone())
+            })
+            .collect();
+        list.sort();
         MessageResult(list)
     }
 }

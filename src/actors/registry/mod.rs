@@ -17,8 +17,8 @@ mod refresh;
 mod usage;
 
 pub use accounts::{
-    DeleteAccount, GetAccount, ImportAccount, ListAccounts, Rescan, ResetAccount, Resolve,
-    SetCooldown, SetState,
+    DeleteAccount, GetAccount, ImportAccount, ListAccounts, ListUnreadable, Rescan, ResetAccount,
+    Resolve, SetCooldown, SetState,
 };
 pub use directory::{
     AccountHandle, AccountHealth, CooldownPolicy, Directory, KeyHandle, SharedDirectory,
@@ -80,6 +80,8 @@ pub struct AccountRegistry {
     directory: SharedDirectory,
     ledger: Arc<UsageLedger>,
     reported: HashSet<PathBuf>,
+    /// The account files the last full scan could not use, with the reason.
+    problems: Vec<(PathBuf, String)>,
     miss_window: (Instant, u32),
 }
 
@@ -101,6 +103,7 @@ impl AccountRegistry {
             directory: Arc::new(ArcSwap::from_pointee(Directory::default())),
             ledger: Arc::new(UsageLedger::default()),
             reported: HashSet::new(),
+            problems: Vec::new(),
             miss_window: (Instant::now(), 0),
         };
         registry.report("key", &key_problems);
@@ -234,6 +237,7 @@ impl AccountRegistry {
             }
         }
         self.report("account", &scan.problems);
+        self.problems = scan.problems;
         let gone: Vec<String> = self
             .entries
             .keys()

@@ -65,3 +65,40 @@ async fn needs_login_is_written_only_over_the_rejected_refresh_token() {
     let on_disk = stores.accounts.load(&a.uuid).expect("load").expect("file");
     assert_eq!(on_disk.state, Some(AccountState::NeedsLogin));
 }
+
+#[actix_rt::test]
+async fn a_broken_file_is_listed_and_its_reload_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stores = Stores::open(dir.path()).expect("open");
+    let a = oauth_account("rt-old");
+    stores.accounts.create(&a).expect("create");
+    let registry = AccountRegistry::new(stores.clone(), settings())
+        .expect("registry")
+        .start();
+    std::fs::write(stores.accounts.path_of(&a.uuid), b"{ broken").expect("break");
+    registry.send(Rescan).await.expect("rescan");
+
+    let listed = registry.send(ListUnreadable).await.expect("send");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, a.uuid);
+    let reload = registry
+        .send(ReloadAccount(a.uuid.clone()))
+        .await
+        .expect("send");
+    assert!(
+        matches!(reload, Err(StoreError::Corrupt { .. })),
+        "{reload:?}"
+    );
+    // The last good state stays live for requests.
+    assert!(
+        registry
+            .send(GetAccount(a.uuid.clone()))
+            .await
+            .expect("send")
+            .is_some()
+    );
+    assert_eq!(
+        std::fs::read(stores.accounts.path_of(&a.uuid)).expect("read"),
+        b"{ broken"
+    );
+}
