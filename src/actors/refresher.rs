@@ -265,7 +265,7 @@ impl Handler<ScanDue> for RefresherActor {
                         let due = a.auth_type == AuthType::OAuthIflow
                             && !a.oauth_refresh_token.is_empty()
                             && a.state != Some(AccountState::NeedsLogin)
-                            && a.oauth_expires_at.is_some_and(|t| t - now < lead);
+                            && a.refresh_due(lead, now);
                         let waiting = act.running.contains_key(&a.uuid)
                             || act.scheduled.contains_key(&a.uuid)
                             || act

@@ -168,6 +168,20 @@ impl Account {
         Ok(account)
     }
 
+    /// Whether the OAuth tokens are due for a refresh: less than `lead` left,
+    /// or, when the expiry is unknown (a token reply without `expires_in`),
+    /// no change to the account for `lead`, so such a login is refreshed
+    /// once per lead period instead of never.
+    pub fn refresh_due(&self, lead: chrono::Duration, now: DateTime<Utc>) -> bool {
+        if self.auth_type != AuthType::OAuthIflow {
+            return false;
+        }
+        match self.oauth_expires_at {
+            Some(expires) => expires - now < lead,
+            None => self.updated_at.is_none_or(|changed| now - changed >= lead),
+        }
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         // Serialising plain data to a Vec cannot fail; fall back to an empty
         // object rather than panic if it ever did.
@@ -318,6 +332,28 @@ mod tests {
         let bad_uuid = GO_FILE.replace("6f1c2a52-6c1d-4a8e-9a59-3f2b8f0f7a11", uuid);
         let err = Account::from_json(bad_uuid.as_bytes()).expect_err("must fail");
         assert!(!err.contains(uuid), "{err}");
+    }
+
+    #[test]
+    fn refresh_is_due_inside_the_lead_or_once_per_lead_without_an_expiry() {
+        let now = Utc::now();
+        let lead = chrono::Duration::hours(24);
+        let mut a = Account::from_json(GO_FILE.as_bytes()).expect("parses");
+        a.oauth_expires_at = Some(now + chrono::Duration::hours(30));
+        assert!(!a.refresh_due(lead, now));
+        a.oauth_expires_at = Some(now + chrono::Duration::hours(2));
+        assert!(a.refresh_due(lead, now));
+        // No `expires_in` in the last token reply: due a lead after the
+        // last change (a refresh writes `updated_at`), never stuck.
+        a.oauth_expires_at = None;
+        a.updated_at = Some(now - chrono::Duration::hours(1));
+        assert!(!a.refresh_due(lead, now));
+        a.updated_at = Some(now - chrono::Duration::hours(25));
+        assert!(a.refresh_due(lead, now));
+        a.updated_at = None;
+        assert!(a.refresh_due(lead, now));
+        a.auth_type = AuthType::Iflow;
+        assert!(!a.refresh_due(lead, now));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::actors::registry::{
     AccountRegistry, AccountSummary, ListAccounts, ListUnreadable, RefreshingNow,
 };
 use crate::cli::Cli;
-use crate::store::{AccountState, AuthType};
+use crate::store::AccountState;
 use actix::Addr;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -40,9 +40,10 @@ pub fn state_of(
         return "cooldown";
     }
     let lead = chrono::Duration::from_std(lead).unwrap_or(chrono::Duration::MAX);
-    match (a.auth_type, a.oauth_expires_at) {
-        (AuthType::OAuthIflow, Some(t)) if t - now < lead => "expiring",
-        _ => "active",
+    if a.refresh_due(lead, now) {
+        "expiring"
+    } else {
+        "active"
     }
 }
 
