@@ -52,6 +52,13 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// An import found its key in a file it cannot read: a new account
+    /// would duplicate that one.
+    #[error(
+        "account file {} holds this key but cannot be read ({reason}); fix or remove it, then import again",
+        path.display()
+    )]
+    KeyInBrokenFile { path: PathBuf, reason: String },
 }
 
 /// What a scan of the directory found.
@@ -185,18 +192,48 @@ impl AccountStore {
         F: FnOnce(&mut Account),
     {
         let _lock = self.files.lock()?;
-        let existing = self
-            .scan()?
+        let scan = self.scan()?;
+        let key = &template.api_key;
+        let existing = scan
             .accounts
             .into_iter()
-            .find(|a| a.api_key == template.api_key && !a.api_key.is_empty());
+            .find(|a| a.api_key == *key && !key.is_empty());
         let (mut account, created) = match existing {
             Some(found) => (found, false),
-            None => (template, true),
+            None => {
+                self.refuse_key_in_broken_file(&scan.problems, key)?;
+                (template, true)
+            }
         };
         change(&mut account);
         self.write(&account)?;
         Ok((account, created))
+    }
+
+    /// A broken file cannot say which key it holds, but its bytes can: if
+    /// they contain `key`, a new account would be a duplicate of it.
+    fn refuse_key_in_broken_file(
+        &self,
+        problems: &[(PathBuf, String)],
+        key: &crate::secret::Secret,
+    ) -> Result<(), StoreError> {
+        if key.is_empty() {
+            return Ok(());
+        }
+        let needle = key.expose().as_bytes();
+        for (path, reason) in problems {
+            // Unreadable bytes cannot be checked; such a file is only skipped.
+            let Ok(bytes) = std::fs::read(path) else {
+                continue;
+            };
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                return Err(StoreError::KeyInBrokenFile {
+                    path: path.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Removes an account file; `false` when there was none.

@@ -241,3 +241,29 @@ fn modify_if_writes_only_when_asked() {
         Some(5)
     );
 }
+
+#[test]
+fn import_refuses_a_key_that_only_a_broken_file_holds() {
+    let (_d, store) = store();
+    let key = "sk-broken-broken-broken-1";
+    let broken = store.path_of("2b9c6f1e-2d3a-4c5b-8e7f-9a0b1c2d3e4f");
+    fs::create_dir_all(store.dir()).expect("dir");
+    let bytes = format!("{{\"uuid\": \"x\", \"api_key\": \"{key}\", ").into_bytes();
+    fs::write(&broken, &bytes).expect("write");
+
+    let err = store
+        .upsert_by_api_key(account(key), |_| {})
+        .expect_err("duplicate of the broken file");
+    assert!(matches!(err, StoreError::KeyInBrokenFile { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&broken.display().to_string()), "{text}");
+    assert!(!text.contains(key), "{text}");
+    assert_eq!(fs::read(&broken).expect("read"), bytes);
+    assert!(store.scan().expect("scan").accounts.is_empty());
+
+    // Another key is not held up by the broken file.
+    let (_, created) = store
+        .upsert_by_api_key(account("sk-other-other-other-2"), |_| {})
+        .expect("other key");
+    assert!(created);
+}
