@@ -352,3 +352,62 @@ fn incomplete_oauth_creds_import_the_key_only_with_a_note() {
     assert_eq!(a["api_key"], SETTINGS_KEY);
     assert!(a.get("oauth_access_token").is_none(), "{a:#}");
 }
+
+/// A key found only in an account file that cannot be parsed: a new account
+/// would be a second one for the same key, so the import is refused and the
+/// broken file is left exactly as it was.
+#[test]
+fn a_key_held_only_by_a_broken_account_file_is_not_imported_again() {
+    let env = TestEnv::new();
+    let broken_uuid = uuid::Uuid::new_v4().to_string();
+    let broken = env.accounts_dir().join(format!("{broken_uuid}.json"));
+    std::fs::create_dir_all(env.accounts_dir()).unwrap();
+    let bytes = format!(
+        "{{\n  \"uuid\": \"{broken_uuid}\",\n  \"api_key\": \"{ACCOUNTS_KEY}\",\n  \"base_url\": "
+    );
+    std::fs::write(&broken, &bytes).unwrap();
+    let dir = env.root().join("official");
+    official(
+        &dir,
+        Some(&oauth_settings()),
+        Some(&creds(None)),
+        Some(&accounts_file()),
+    );
+    let json_files = || {
+        let mut names: Vec<String> = std::fs::read_dir(env.accounts_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+        names.sort();
+        names
+    };
+
+    let by_key = env.run(&["token", "import", "--api-key", ACCOUNTS_KEY]);
+    let by_files = env.run(&["token", "import", dir.to_str().unwrap()]);
+    for ran in [&by_key, &by_files] {
+        ran.assert_failed();
+        // The registry's scan also logs the skipped file, as for every command.
+        let lines: Vec<&str> = ran
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect();
+        assert_eq!(lines.len(), 1, "one error line expected: {ran:#?}");
+        assert!(ran.stderr.ends_with(&format!("{}\n", lines[0])), "{ran:#?}");
+        assert!(
+            lines[0].starts_with("error: account file ")
+                && lines[0].contains(&broken.display().to_string())
+                && lines[0].contains("cannot be read"),
+            "{ran:#?}"
+        );
+        assert_eq!(ran.stdout, "", "{ran:#?}");
+        assert_no_secret(ran, &[ACCOUNTS_KEY, "at-1", "rt-1"]);
+    }
+    assert_eq!(std::fs::read_to_string(&broken).unwrap(), bytes);
+    assert_eq!(json_files(), [format!("{broken_uuid}.json")]);
+
+    // Another key still imports.
+    env.run(&["token", "import", "--api-key", SEARCH_KEY])
+        .assert_ok();
+}

@@ -179,3 +179,93 @@ fn delete_with_yes_removes_the_file() {
     again.assert_failed();
     assert!(again.stderr.starts_with("error: no account "), "{again:#?}");
 }
+
+/// A file `token list` cannot use gets its own row, state `unreadable`, with
+/// the reason; the command still succeeds and the file is not touched. A
+/// key sitting in the wrong place of a broken file is not shown.
+#[test]
+fn broken_account_files_are_listed_as_unreadable_and_left_alone() {
+    let env = TestEnv::new();
+    let good = account_file("sk-good-0000000000000000001", BASE, None);
+    env.write_account(&good);
+    let not_json = uuid::Uuid::new_v4().to_string();
+    let misplaced = uuid::Uuid::new_v4().to_string();
+    let secret = "sk-misplaced-000000000000777";
+    let mut wrong = account_file("sk-wrong-0000000000000000002", BASE, None);
+    wrong["uuid"] = misplaced.clone().into();
+    wrong["request_count"] = secret.into();
+    let files = [
+        (not_json.clone(), b"{ not json".to_vec()),
+        (
+            misplaced.clone(),
+            serde_json::to_vec_pretty(&wrong).unwrap(),
+        ),
+    ];
+    for (uuid, bytes) in &files {
+        std::fs::write(env.accounts_dir().join(format!("{uuid}.json")), bytes).unwrap();
+    }
+
+    let ran = env.run(&["token", "list", "--json"]);
+    ran.assert_ok();
+    assert_no_secret(&ran, &[secret]);
+    let rows: Vec<Value> = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(rows.len(), 3, "{ran:#?}");
+    let row = |uuid: &str| rows.iter().find(|r| r["uuid"] == uuid).unwrap().clone();
+    assert_eq!(row(&uuid_of(&good))["state"], "active");
+    for (uuid, _) in &files {
+        let r = row(uuid);
+        assert_eq!(r["state"], "unreadable", "{r:#}");
+        assert!(r["api_key"].is_null() && r["auth_type"].is_null(), "{r:#}");
+        assert!(!r["error"].as_str().unwrap().is_empty(), "{r:#}");
+    }
+    assert!(
+        row(&not_json)["error"]
+            .as_str()
+            .unwrap()
+            .contains("line 1 column"),
+        "{ran:#?}"
+    );
+    assert!(
+        row(&misplaced)["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid type: string"),
+        "{ran:#?}"
+    );
+
+    let table = env.run(&["token", "list"]);
+    table.assert_ok();
+    assert_no_secret(&table, &[secret]);
+    assert_eq!(table.stdout.lines().count(), 4, "{table:#?}");
+    for (uuid, _) in &files {
+        let line = table
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(uuid.as_str()))
+            .unwrap();
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells[1], "unreadable", "{line}");
+        assert!(cells.len() > 2, "no reason in {line}");
+    }
+    for (uuid, bytes) in &files {
+        let now = std::fs::read(env.accounts_dir().join(format!("{uuid}.json"))).unwrap();
+        assert_eq!(&now, bytes, "{uuid} was changed");
+    }
+}
+
+#[test]
+fn only_broken_files_still_make_a_table() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.accounts_dir()).unwrap();
+    let uuid = uuid::Uuid::new_v4().to_string();
+    std::fs::write(env.accounts_dir().join(format!("{uuid}.json")), "").unwrap();
+    let ran = env.run(&["token", "list"]);
+    ran.assert_ok();
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{ran:#?}");
+    assert!(lines[0].starts_with("UUID"), "{ran:#?}");
+    assert!(
+        lines[1].starts_with(&uuid) && lines[1].contains("unreadable"),
+        "{ran:#?}"
+    );
+}

@@ -196,3 +196,43 @@ fn refresh_refuses_unknown_and_plain_key_accounts() {
     );
     assert!(oauth.requests().is_empty());
 }
+
+/// New tokens could not be saved over a file that cannot be read, so the
+/// refresh token is not spent: the command fails before the token endpoint.
+#[test]
+fn refresh_of_an_unreadable_file_fails_before_the_token_endpoint() {
+    let (env, oauth, before) = setup();
+    oauth.script(
+        "rt-r",
+        vec![TokenReply::tokens("at-new", "rt-new", 86_400, NEW_KEY)],
+    );
+    let uuid = uuid_of(&before);
+    let path = env.accounts_dir().join(format!("{uuid}.json"));
+    let mut text = serde_json::to_string_pretty(&before).unwrap();
+    text.truncate(text.len() - 3);
+    std::fs::write(&path, &text).unwrap();
+
+    let ran = env.run(&["token", "refresh", &uuid]);
+    ran.assert_failed();
+    // Besides the scan's warning about the skipped file, one error line.
+    let errors: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{ran:#?}");
+    assert!(
+        errors[0].starts_with(&format!(
+            "error: account {} was not refreshed: its file cannot be read",
+            &uuid[..8]
+        )) && errors[0].ends_with("the refresh token was not used"),
+        "{ran:#?}"
+    );
+    assert_no_secret(&ran, &[OLD_KEY, "rt-r", "at-r"]);
+    assert!(oauth.requests().is_empty(), "{:#?}", oauth.requests());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    let list = env.run(&["token", "list", "--json"]);
+    list.assert_ok();
+    let rows: Vec<Value> = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(rows[0]["state"], "unreadable", "{list:#?}");
+}

@@ -194,3 +194,43 @@ fn retry_refused_again_is_returned_after_exactly_one_refresh() {
     let stored = wait_for_file(&env, &uuid, |a| a["state"] == "key-invalid");
     assert_eq!(stored["api_key"], new);
 }
+
+/// An account file that broke while the server runs: its last good state
+/// keeps serving, but a key error must not spend the refresh token, since
+/// the new tokens could not be saved.
+#[test]
+fn a_key_error_on_an_account_whose_file_broke_does_not_spend_the_refresh_token() {
+    let (oauth, upstream) = (OAuthMock::start(), UpstreamMock::start());
+    let mut env = env_for(&oauth);
+    env.set("IFLOW_STORE_RESCAN_INTERVAL", "100ms");
+    let old = "sk-old-broken-000000000000000";
+    let a = account_file(old, &upstream.base_url("v1"), Some(("b", Span::days(7))));
+    env.write_account(&a);
+    upstream.script(old, vec![UpstreamReply::Expired439]);
+    oauth.script(
+        "rt-b",
+        vec![TokenReply::tokens(
+            "at-b2",
+            "rt-b2",
+            7 * 86_400,
+            "sk-new-broken-0000000000000",
+        )],
+    );
+    let mut server = env.serve();
+    let uuid = uuid_of(&a);
+    let path = env.accounts_dir().join(format!("{uuid}.json"));
+    std::fs::write(&path, "{ \"uuid\": ").unwrap();
+    server
+        .running
+        .wait_stderr_line("skipping account file", WAIT);
+
+    let reply = chat(server.port, &uuid);
+    assert_ne!(reply.status, 200, "{}", reply.text());
+    server
+        .running
+        .wait_stderr_line("its file cannot be read", WAIT);
+    assert!(oauth.requests().is_empty(), "{:#?}", oauth.requests());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ \"uuid\": ");
+    let log = server.terminate().stderr;
+    assert!(!log.contains(&uuid), "full uuid logged: {log}");
+}

@@ -1,24 +1,27 @@
 //! `RefresherActor`: keeps OAuth logins alive.
 //!
 //! A timer (`run_interval`) scans for tokens with less than the lead time
-//! left and schedules a refresh for each, spread by jitter. A refresh calls
-//! the token endpoint, then user info (a new non-empty API key replaces the
-//! old one), then stores the result through the registry, which hands the
-//! new credentials to the account's upstream actor at once. At most one
-//! refresh per account runs at a time; callers asking meanwhile share it.
-//! Busy answers and network errors are retried with capped exponential
-//! backoff (`notify_later`); `invalid_grant` marks the account needs-login.
-//! `token refresh` and the per-request retry send the same message.
+//! left and schedules a refresh for each, spread by jitter. A refresh (in
+//! `refresher/refresh.rs`) takes the account's cross-process refresh lock,
+//! calls the token endpoint, then user info (a new non-empty API key
+//! replaces the old one), then stores the result through the registry,
+//! which hands the new credentials to the account's upstream actor at once.
+//! At most one refresh per account runs at a time: in this process callers
+//! asking meanwhile share it, and other processes wait for the lock and then
+//! take the tokens it stored. Busy answers, network errors and a lock held
+//! too long are retried with capped exponential backoff (`notify_later`);
+//! `invalid_grant` marks the account needs-login. `token refresh` and the
+//! per-request retry send the same message.
 
-use crate::actors::registry::{
-    AccountRegistry, ApplyRefresh, ListAccounts, ReloadAccount, SetState,
-};
+mod refresh;
+
+use crate::actors::registry::{AccountRegistry, ListAccounts};
 use crate::config::MaybeProxy;
 use crate::metrics::Metrics;
 use crate::oauth::client::OAuthClient;
 use crate::oauth::{OAuthEndpoints, OAuthError};
 use crate::secret::short_id;
-use crate::store::{AccountState, AuthType};
+use crate::store::{AccountState, AccountStore, AuthType};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -27,6 +30,10 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How long a refresh waits for another process's refresh of the same
+/// account: longer than one refresh takes even with slow OAuth replies.
+pub const REFRESH_LOCK_WAIT: Duration = Duration::from_secs(120);
 
 /// Refreshes one account now (or joins the refresh already running).
 #[derive(Message, Clone)]
@@ -42,6 +49,9 @@ struct ScanDue;
 pub struct RefreshOutcome {
     pub expires_at: Option<DateTime<Utc>>,
     pub key_rotated: bool,
+    /// Another process refreshed (or logged in) while this one waited, and
+    /// its stored tokens were taken instead of spending them again.
+    pub adopted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -52,8 +62,29 @@ pub enum RefreshError {
     NotOAuth(String),
     #[error(transparent)]
     OAuth(#[from] OAuthError),
+    #[error(
+        "account {account} was not refreshed: its file cannot be read ({reason}), so new tokens could not be saved; the refresh token was not used"
+    )]
+    Unreadable { account: String, reason: String },
+    #[error(
+        "account {0} is being refreshed by another process that did not finish within {secs} s; try again later",
+        secs = REFRESH_LOCK_WAIT.as_secs()
+    )]
+    Busy(String),
     #[error("refreshed tokens could not be stored: {0}")]
     Store(String),
+}
+
+impl RefreshError {
+    /// Worth retrying after a while: the OAuth server was busy or away, or
+    /// another process held the account's refresh lock.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RefreshError::OAuth(e) => e.is_transient(),
+            RefreshError::Busy(_) => true,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -76,6 +107,8 @@ type SharedRefresh = Shared<LocalBoxFuture<'static, Result<RefreshOutcome, Refre
 
 pub struct RefresherActor {
     registry: Addr<AccountRegistry>,
+    /// Where the refresh locks are; shared with every process on the folder.
+    accounts: AccountStore,
     client: Rc<OAuthClient>,
     settings: RefreshSettings,
     /// Scan on a timer (server) or only on request (CLI).
@@ -91,6 +124,7 @@ impl RefresherActor {
     /// Must run inside an actix system.
     pub fn new(
         registry: Addr<AccountRegistry>,
+        accounts: AccountStore,
         endpoints: OAuthEndpoints,
         proxy: &MaybeProxy,
         settings: RefreshSettings,
@@ -98,6 +132,7 @@ impl RefresherActor {
     ) -> Self {
         Self {
             registry,
+            accounts,
             client: Rc::new(OAuthClient::new(endpoints, proxy)),
             settings,
             scanning,
@@ -148,77 +183,6 @@ impl Actor for RefresherActor {
     }
 }
 
-async fn refresh_once(
-    registry: Addr<AccountRegistry>,
-    client: Rc<OAuthClient>,
-    uuid: String,
-) -> Result<RefreshOutcome, RefreshError> {
-    let store_err = |e: String| RefreshError::Store(e);
-    let account = registry
-        // From disk: another process may have refreshed (and so spent the
-        // refresh token the registry still holds) since the last rescan.
-        .send(ReloadAccount(uuid.clone()))
-        .await
-        .map_err(|e| store_err(e.to_string()))?
-        .ok_or_else(|| RefreshError::NotFound(short_id(&uuid).to_string()))?;
-    if account.auth_type != AuthType::OAuthIflow || account.oauth_refresh_token.is_empty() {
-        return Err(RefreshError::NotOAuth(short_id(&uuid).to_string()));
-    }
-    let tokens = match client.refresh(&account.oauth_refresh_token).await {
-        Ok(tokens) => tokens,
-        Err(e @ OAuthError::InvalidGrant(_)) => {
-            // The handler logs the failure (server) or the command prints it (CLI).
-            log::debug!(
-                "account {}: refresh token rejected; needs `token login`",
-                short_id(&uuid)
-            );
-            let _ = registry
-                .send(SetState {
-                    uuid: uuid.clone(),
-                    state: Some(AccountState::NeedsLogin),
-                })
-                .await;
-            return Err(e.into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let new_key = match client.user_info(&tokens.access_token).await {
-        Ok(info) if !info.api_key.is_empty() && info.api_key != account.api_key => {
-            Some(info.api_key)
-        }
-        Ok(_) => None,
-        Err(e) => {
-            log::warn!(
-                "account {}: user info after refresh failed, keeping the key: {e}",
-                short_id(&uuid)
-            );
-            None
-        }
-    };
-    let key_rotated = new_key.is_some();
-    let stored = registry
-        .send(ApplyRefresh {
-            uuid: uuid.clone(),
-            tokens,
-            api_key: new_key,
-        })
-        .await
-        .map_err(|e| store_err(e.to_string()))?
-        .map_err(|e| store_err(e.to_string()))?;
-    log::info!(
-        "account {}: tokens refreshed, valid until {}{}",
-        short_id(&uuid),
-        stored
-            .oauth_expires_at
-            .map_or_else(|| "unknown".into(), |t| t.to_rfc3339()),
-        if key_rotated { ", API key rotated" } else { "" }
-    );
-    Ok(RefreshOutcome {
-        expires_at: stored.oauth_expires_at,
-        key_rotated,
-    })
-}
-
 impl Handler<RefreshAccount> for RefresherActor {
     type Result = ResponseActFuture<Self, Result<RefreshOutcome, RefreshError>>;
 
@@ -232,9 +196,14 @@ impl Handler<RefreshAccount> for RefresherActor {
         let shared = match self.running.get(&uuid) {
             Some(running) => running.clone(),
             None => {
-                let fut = refresh_once(self.registry.clone(), self.client.clone(), uuid.clone())
-                    .boxed_local()
-                    .shared();
+                let fut = refresh::refresh_once(
+                    self.registry.clone(),
+                    self.accounts.clone(),
+                    self.client.clone(),
+                    uuid.clone(),
+                )
+                .boxed_local()
+                .shared();
                 self.running.insert(uuid.clone(), fut.clone());
                 fut
             }
@@ -246,7 +215,7 @@ impl Handler<RefreshAccount> for RefresherActor {
                     metrics.refresh(match &result {
                         Ok(_) => "success",
                         Err(RefreshError::OAuth(OAuthError::InvalidGrant(_))) => "invalid_grant",
-                        Err(RefreshError::OAuth(OAuthError::Transient(_))) => "transient",
+                        Err(e) if e.is_transient() => "transient",
                         Err(_) => "failed",
                     });
                 }
@@ -254,7 +223,7 @@ impl Handler<RefreshAccount> for RefresherActor {
                     Ok(_) => {
                         act.failures.remove(&uuid);
                     }
-                    Err(RefreshError::OAuth(e)) if e.is_transient() && act.scanning => {
+                    Err(e) if e.is_transient() && act.scanning => {
                         let failures = act.failures.get(&uuid).map_or(0, |f| f.0) + 1;
                         let delay = act.backoff(failures);
                         log::warn!(
@@ -296,7 +265,7 @@ impl Handler<ScanDue> for RefresherActor {
                         let due = a.auth_type == AuthType::OAuthIflow
                             && !a.oauth_refresh_token.is_empty()
                             && a.state != Some(AccountState::NeedsLogin)
-                            && a.oauth_expires_at.is_some_and(|t| t - now < lead);
+                            && a.refresh_due(lead, now);
                         let waiting = act.running.contains_key(&a.uuid)
                             || act.scheduled.contains_key(&a.uuid)
                             || act

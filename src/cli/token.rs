@@ -2,10 +2,14 @@
 //! account registry, the refresher) inside a short-lived actix system: one
 //! code path for both.
 
+mod list;
+
+pub use list::state_of;
+
 use super::{Cli, TokenCommand};
 use crate::actors::refresher::{RefreshAccount, RefresherActor};
 use crate::actors::registry::{
-    AccountRegistry, AccountSummary, DeleteAccount, GetAccount, ImportAccount, ListAccounts,
+    AccountRegistry, DeleteAccount, GetAccount, ImportAccount, ListAccounts, ListUnreadable,
     RegistrySettings, ResetAccount,
 };
 use crate::actors::store_worker::Stores;
@@ -13,10 +17,8 @@ use crate::oauth::client::OAuthClient;
 use crate::oauth::login::{LoginOptions, login};
 use crate::oauth::official_files;
 use crate::secret::Secret;
-use crate::store::{AccountState, AuthType, DEFAULT_IFLOW_BASE_URL, StoreError};
+use crate::store::{AccountStore, AuthType, DEFAULT_IFLOW_BASE_URL, StoreError};
 use actix::{Actor, Addr};
-use chrono::{DateTime, Utc};
-use serde_json::json;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -60,7 +62,7 @@ pub async fn run(cmd: TokenCommand, cli: &Cli) -> Result<(), TokenError> {
     };
     let registry = open_registry(cli)?;
     match cmd {
-        TokenCommand::List { json } => list(&registry, cli, json).await,
+        TokenCommand::List { json } => list::run(&registry, cli, json).await,
         // Imports returned above.
         TokenCommand::Import { .. } => Ok(()),
         TokenCommand::Login {
@@ -78,33 +80,49 @@ pub async fn run(cmd: TokenCommand, cli: &Cli) -> Result<(), TokenError> {
             login_and_store(&registry, cli, &opts).await
         }
         TokenCommand::Refresh { uuid } => {
-            let uuid = full_uuid(&registry, &uuid).await?;
+            // A broken file is named too, so the refresh can say what is wrong.
+            let uuid = full_uuid(&registry, &uuid, true).await?;
             refresh(registry, cli, uuid).await
         }
         TokenCommand::Reset { uuid } => {
-            let uuid = full_uuid(&registry, &uuid).await?;
+            let uuid = full_uuid(&registry, &uuid, false).await?;
             reset(&registry, uuid).await
         }
         TokenCommand::Delete { uuid, yes } => {
-            let uuid = full_uuid(&registry, &uuid).await?;
+            let uuid = full_uuid(&registry, &uuid, false).await?;
             delete(&registry, uuid, yes).await
         }
     }
 }
 
 /// The account a uuid, or a unique start of one (at least 8 characters, as
-/// logs show them), names.
-async fn full_uuid(registry: &Addr<AccountRegistry>, given: &str) -> Result<String, TokenError> {
-    let accounts = registry
+/// logs show them), names; with `unreadable`, files that cannot be read
+/// count too.
+async fn full_uuid(
+    registry: &Addr<AccountRegistry>,
+    given: &str,
+    unreadable: bool,
+) -> Result<String, TokenError> {
+    let mut uuids: Vec<String> = registry
         .send(ListAccounts)
         .await
-        .map_err(|_| TokenError::Registry)?;
-    if accounts.iter().any(|s| s.account.uuid == given) {
+        .map_err(|_| TokenError::Registry)?
+        .into_iter()
+        .map(|s| s.account.uuid)
+        .collect();
+    if unreadable {
+        let broken = registry
+            .send(ListUnreadable)
+            .await
+            .map_err(|_| TokenError::Registry)?;
+        uuids.extend(broken.into_iter().map(|(uuid, _)| uuid));
+    }
+    if uuids.iter().any(|u| u == given) {
         return Ok(given.to_string());
     }
-    let matches: Vec<&str> = accounts
+    let matches: Vec<&str> = uuids
         .iter()
-        .map(|s| s.account.uuid.as_str())
+        .map(String::as_str)
         .filter(|u| given.len() >= 8 && u.starts_with(given))
         .collect();
     match matches.as_slice() {
@@ -244,6 +262,7 @@ async fn refresh(
 ) -> Result<(), TokenError> {
     let refresher = RefresherActor::new(
         registry,
+        AccountStore::open(&cli.data_dir)?,
         cli.oauth.clone(),
         &cli.upstream_proxy,
         cli.refresh.clone(),
@@ -255,7 +274,12 @@ async fn refresh(
         .await
         .map_err(|_| TokenError::Registry)??;
     say!(
-        "account {uuid}: refreshed, valid until {}{}",
+        "account {uuid}: {}, valid until {}{}",
+        if outcome.adopted {
+            "already refreshed by another process"
+        } else {
+            "refreshed"
+        },
         outcome
             .expires_at
             .map_or_else(|| "unknown".into(), |t| t.to_rfc3339()),
@@ -315,93 +339,6 @@ async fn delete(
         .map_err(|_| TokenError::Registry)??;
     if deleted {
         say!("deleted account {uuid}");
-    }
-    Ok(())
-}
-
-/// The account's state as `token list` shows it.
-pub fn state_of(summary: &AccountSummary, lead: Duration, now: DateTime<Utc>) -> &'static str {
-    let a = &summary.account;
-    if let Some(state) = a.state {
-        return match state {
-            AccountState::NeedsLogin => "needs-login",
-            AccountState::KeyInvalid => "key-invalid",
-        };
-    }
-    if a.cooldown_until.is_some_and(|t| t > now) {
-        return "cooldown";
-    }
-    let lead = chrono::Duration::from_std(lead).unwrap_or(chrono::Duration::MAX);
-    match (a.auth_type, a.oauth_expires_at) {
-        (AuthType::OAuthIflow, Some(t)) if t - now < lead => "expiring",
-        _ => "active",
-    }
-}
-
-fn time_text(t: Option<DateTime<Utc>>) -> String {
-    t.map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M").to_string())
-}
-
-async fn list(
-    registry: &Addr<AccountRegistry>,
-    cli: &Cli,
-    as_json: bool,
-) -> Result<(), TokenError> {
-    let accounts = registry
-        .send(ListAccounts)
-        .await
-        .map_err(|_| TokenError::Registry)?;
-    let now = Utc::now();
-    let lead = cli.refresh.refresh_lead;
-    if as_json {
-        let rows: Vec<_> = accounts
-            .iter()
-            .map(|s| {
-                let a = &s.account;
-                json!({
-                    "uuid": a.uuid,
-                    "auth_type": a.auth_type.as_str(),
-                    "api_key": a.api_key.masked(),
-                    "base_url": a.base_url,
-                    "oauth_expires_at": a.oauth_expires_at,
-                    "state": state_of(s, lead, now),
-                    "cooldown_until": a.cooldown_until,
-                    "models": a.models,
-                    "request_count": a.request_count,
-                    "last_used_at": a.last_used_at,
-                    "created_at": a.created_at,
-                })
-            })
-            .collect();
-        say!("{}", serde_json::Value::Array(rows));
-        return Ok(());
-    }
-    if accounts.is_empty() {
-        say!("no accounts yet: add one with `iflow-actix token login` or `token import`");
-        return Ok(());
-    }
-    say!(
-        "{:<36}  {:<11}  {:<12}  {:<16}  {:<11}  {:>8}  {:<16}",
-        "UUID",
-        "AUTH",
-        "KEY",
-        "TOKEN EXPIRES",
-        "STATE",
-        "REQUESTS",
-        "LAST USED"
-    );
-    for s in &accounts {
-        let a = &s.account;
-        say!(
-            "{:<36}  {:<11}  {:<12}  {:<16}  {:<11}  {:>8}  {:<16}",
-            a.uuid,
-            a.auth_type.as_str(),
-            a.api_key.masked(),
-            time_text(a.oauth_expires_at),
-            state_of(s, lead, now),
-            a.request_count,
-            time_text(a.last_used_at)
-        );
     }
     Ok(())
 }

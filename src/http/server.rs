@@ -56,8 +56,10 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     let data_dir = cli.data_dir.as_path();
     let metrics = Arc::new(Metrics::default());
     let signal = Arc::new(PoolSignal::default());
+    let stores = Stores::open(data_dir)?;
+    let account_store = stores.accounts.clone();
     let registry = AccountRegistry::new(
-        Stores::open(data_dir)?,
+        stores,
         RegistrySettings {
             concurrency: config.concurrency,
             queue_size: config.queue_size,
@@ -73,6 +75,7 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     let registry = registry.start();
     let refresher = RefresherActor::new(
         registry.clone(),
+        account_store,
         cli.oauth.clone(),
         &cli.upstream_proxy,
         cli.refresh.clone(),

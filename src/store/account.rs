@@ -155,12 +155,31 @@ impl Account {
     }
 
     /// Reads and checks one account file's content.
+    ///
+    /// The error says where and what kind of thing is wrong, with quoted
+    /// file content cut out: a broken file may hold a key in the wrong place,
+    /// and the reason is logged and shown by `token list`.
     pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
-        let account: Account = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let account: Account =
+            serde_json::from_slice(bytes).map_err(|e| without_quoted_values(&e.to_string()))?;
         if uuid::Uuid::parse_str(&account.uuid).is_err() {
-            return Err(format!("uuid {:?} is not a valid UUID", account.uuid));
+            return Err("the uuid field is not a valid UUID".into());
         }
         Ok(account)
+    }
+
+    /// Whether the OAuth tokens are due for a refresh: less than `lead` left,
+    /// or, when the expiry is unknown (a token reply without `expires_in`),
+    /// no change to the account for `lead`, so such a login is refreshed
+    /// once per lead period instead of never.
+    pub fn refresh_due(&self, lead: chrono::Duration, now: DateTime<Utc>) -> bool {
+        if self.auth_type != AuthType::OAuthIflow {
+            return false;
+        }
+        match self.oauth_expires_at {
+            Some(expires) => expires - now < lead,
+            None => self.updated_at.is_none_or(|changed| now - changed >= lead),
+        }
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -168,6 +187,33 @@ impl Account {
         // object rather than panic if it ever did.
         serde_json::to_vec_pretty(self).unwrap_or_else(|_| b"{}".to_vec())
     }
+}
+
+/// Replaces every quoted span ("…" or `…`) of a parser message with `…`,
+/// except short lowercase words (field names, enum values), which are what
+/// makes the message useful and cannot be a key or token.
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(['"', '`']) {
+        let quote = rest[start..].chars().next().unwrap_or('"');
+        let inner_start = start + quote.len_utf8();
+        let Some(len) = rest[inner_start..].find(quote) else {
+            break;
+        };
+        let inner = &rest[inner_start..inner_start + len];
+        let word = !inner.is_empty()
+            && inner.len() <= 24
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c == '-');
+        out.push_str(&rest[..inner_start]);
+        out.push_str(if word { inner } else { "…" });
+        out.push(quote);
+        rest = &rest[inner_start + len + quote.len_utf8()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `Option<DateTime<Utc>>` in Go's `time.Time` JSON form.
@@ -256,6 +302,58 @@ mod tests {
             assert_eq!(a.updated_at, None, "{zero}");
             assert_eq!(Account::from_json(&a.to_json()).expect("reads back"), a);
         }
+    }
+
+    #[test]
+    fn parse_errors_never_repeat_file_values() {
+        let key = "sk-secret-0123456789abcdef";
+        let misplaced = GO_FILE.replace(
+            r#""request_count": 7"#,
+            &format!(r#""request_count": "{key}""#),
+        );
+        let err = Account::from_json(misplaced.as_bytes()).expect_err("must fail");
+        assert!(!err.contains(key), "{err}");
+        assert!(err.contains("invalid type: string \"…\""), "{err}");
+        assert!(err.contains("line 10"), "{err}");
+        let state = GO_FILE.replace(
+            r#""request_count": 7"#,
+            &format!(r#""request_count": 7, "state": "{key}""#),
+        );
+        let err = Account::from_json(state.as_bytes()).expect_err("must fail");
+        assert!(
+            !err.contains(key) && err.contains("unknown variant `…`"),
+            "{err}"
+        );
+        assert!(err.contains("`needs-login`"), "{err}");
+        let missing = GO_FILE.replace(r#""api_key": "sk-0123456789abcdef","#, "");
+        let err = Account::from_json(missing.as_bytes()).expect_err("must fail");
+        assert!(err.contains("missing field `api_key`"), "{err}");
+        let uuid = "6f1c2a52-6c1d-4a8e-9a59-3f2b8f0f7a1";
+        let bad_uuid = GO_FILE.replace("6f1c2a52-6c1d-4a8e-9a59-3f2b8f0f7a11", uuid);
+        let err = Account::from_json(bad_uuid.as_bytes()).expect_err("must fail");
+        assert!(!err.contains(uuid), "{err}");
+    }
+
+    #[test]
+    fn refresh_is_due_inside_the_lead_or_once_per_lead_without_an_expiry() {
+        let now = Utc::now();
+        let lead = chrono::Duration::hours(24);
+        let mut a = Account::from_json(GO_FILE.as_bytes()).expect("parses");
+        a.oauth_expires_at = Some(now + chrono::Duration::hours(30));
+        assert!(!a.refresh_due(lead, now));
+        a.oauth_expires_at = Some(now + chrono::Duration::hours(2));
+        assert!(a.refresh_due(lead, now));
+        // No `expires_in` in the last token reply: due a lead after the
+        // last change (a refresh writes `updated_at`), never stuck.
+        a.oauth_expires_at = None;
+        a.updated_at = Some(now - chrono::Duration::hours(1));
+        assert!(!a.refresh_due(lead, now));
+        a.updated_at = Some(now - chrono::Duration::hours(25));
+        assert!(a.refresh_due(lead, now));
+        a.updated_at = None;
+        assert!(a.refresh_due(lead, now));
+        a.auth_type = AuthType::Iflow;
+        assert!(!a.refresh_due(lead, now));
     }
 
     #[test]

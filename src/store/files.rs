@@ -1,14 +1,15 @@
 //! A directory of JSON files written the safe way: an advisory lock for
 //! read-modify-write across processes, and atomic replacement (temp file in
 //! the same directory, mode 0600, fsync, rename, fsync of the directory), so
-//! a reader or a crash never sees half a file.
+//! a reader or a crash never sees half a file. Named locks guard longer work
+//! (an OAuth refresh) on one item without holding up the whole directory.
 
 use super::StoreError;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 const LOCK_FILE: &str = ".lock";
 pub(super) const TEMP_MARK: &str = ".tmp-";
@@ -38,6 +39,29 @@ impl Drop for DirLock {
         let _ = self.0.unlock();
     }
 }
+
+/// An exclusive advisory lock on one named lock file. Dropping it removes
+/// the file, then unlocks, so no lock file outlives its use (a process that
+/// dies keeps its file, but the kernel frees the lock and the next holder
+/// removes it).
+pub struct NamedLock {
+    file: File,
+    path: PathBuf,
+    /// Whether another process held the lock when it was asked for.
+    pub waited: bool,
+}
+
+impl Drop for NamedLock {
+    fn drop(&mut self) {
+        // Removed while still held: a process that opened the old file and
+        // waits on it finds the path gone once it gets the lock, and retries.
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+/// How often a held named lock is tried again.
+const LOCK_POLL: Duration = Duration::from_millis(50);
 
 impl JsonDir {
     /// A directory of JSON files. It is created (private, 0700) only when
@@ -78,6 +102,59 @@ impl JsonDir {
             .map_err(io_err("open lock file", &path))?;
         file.lock().map_err(io_err("lock", &path))?;
         Ok(DirLock(file))
+    }
+
+    /// Takes the exclusive lock `name` (a dot file, which no scan reads),
+    /// waiting up to `wait` while another process holds it; `Ok(None)` when
+    /// it is still held then. Blocking: call it off async threads.
+    pub fn lock_named(&self, name: &str, wait: Duration) -> Result<Option<NamedLock>, StoreError> {
+        self.ensure_dir()?;
+        let path = self.dir.join(name);
+        let deadline = Instant::now() + wait;
+        let mut waited = false;
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io_err("open lock file", &path))?;
+            match file.try_lock() {
+                // The previous holder removes the file before unlocking; a
+                // lock on a file no longer at `path` guards nothing.
+                Ok(()) if same_file(&file, &path) => {
+                    return Ok(Some(NamedLock { file, path, waited }));
+                }
+                Ok(()) => continue,
+                Err(fs::TryLockError::WouldBlock) => {
+                    waited = true;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(left.min(LOCK_POLL));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &path)(e)),
+            }
+        }
+    }
+
+    /// Whether another process holds the lock `name` now. Never waits and
+    /// never creates the file.
+    pub fn is_locked(&self, name: &str) -> bool {
+        let Ok(file) = File::open(self.dir.join(name)) else {
+            return false;
+        };
+        // A shared lock is refused only while someone holds it exclusively.
+        match file.try_lock_shared() {
+            Ok(()) => {
+                let _ = file.unlock();
+                false
+            }
+            Err(fs::TryLockError::WouldBlock) => true,
+            Err(fs::TryLockError::Error(_)) => false,
+        }
     }
 
     /// `Ok(None)` when the file does not exist.
@@ -186,5 +263,13 @@ impl JsonDir {
                 let _ = fs::remove_file(entry.path());
             }
         }
+    }
+}
+
+/// Whether `file` is (still) the file at `path`.
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }

@@ -14,12 +14,13 @@ pub mod keys;
 pub mod usage;
 
 pub use account::{Account, AccountState, AuthType, DEFAULT_IFLOW_BASE_URL};
-pub use files::JsonDir;
+pub use files::{JsonDir, NamedLock};
 pub use keys::{GatewayKey, KeySpec, KeyStore};
 pub use usage::{UsageFile, UsageRow, UsageStore};
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A path for messages: an account file is named by its uuid, which is a
 /// credential, so its name is cut to the short id.
@@ -51,6 +52,13 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// An import found its key in a file it cannot read: a new account
+    /// would duplicate that one.
+    #[error(
+        "account file {} holds this key but cannot be read ({reason}); fix or remove it, then import again",
+        path.display()
+    )]
+    KeyInBrokenFile { path: PathBuf, reason: String },
 }
 
 /// What a scan of the directory found.
@@ -126,14 +134,50 @@ impl AccountStore {
     where
         F: FnOnce(&mut Account),
     {
+        self.modify_if(uuid, |a| {
+            change(a);
+            true
+        })
+    }
+
+    /// Like [`AccountStore::modify`], but writes only when `change` returns
+    /// true (a compare-and-set against the disk version); returns the
+    /// account as it is on disk afterwards either way.
+    pub fn modify_if<F>(&self, uuid: &str, change: F) -> Result<Account, StoreError>
+    where
+        F: FnOnce(&mut Account) -> bool,
+    {
         let _lock = self.files.lock()?;
-        let mut account = self
+        let on_disk = self
             .load(uuid)?
             .ok_or_else(|| StoreError::NotFound(uuid.to_string()))?;
-        change(&mut account);
+        let mut account = on_disk.clone();
+        if !change(&mut account) {
+            return Ok(on_disk);
+        }
         account.uuid = uuid.to_string();
         self.write(&account)?;
         Ok(account)
+    }
+
+    /// Takes the account's refresh lock, waiting up to `wait` for another
+    /// process that holds it; `Ok(None)` when it is still held then. One
+    /// refresh per account across every process: a refresh token is spent
+    /// and its successor stored while this is held. Blocking.
+    pub fn refresh_lock(
+        &self,
+        uuid: &str,
+        wait: Duration,
+    ) -> Result<Option<NamedLock>, StoreError> {
+        if uuid::Uuid::parse_str(uuid).is_err() {
+            return Err(StoreError::NotFound(uuid.to_string()));
+        }
+        self.files.lock_named(&refresh_lock_name(uuid), wait)
+    }
+
+    /// Whether some process is refreshing the account now (never waits).
+    pub fn refreshing(&self, uuid: &str) -> bool {
+        uuid::Uuid::parse_str(uuid).is_ok() && self.files.is_locked(&refresh_lock_name(uuid))
     }
 
     /// Creates an account, or updates the one holding the same API key, so
@@ -148,18 +192,48 @@ impl AccountStore {
         F: FnOnce(&mut Account),
     {
         let _lock = self.files.lock()?;
-        let existing = self
-            .scan()?
+        let scan = self.scan()?;
+        let key = &template.api_key;
+        let existing = scan
             .accounts
             .into_iter()
-            .find(|a| a.api_key == template.api_key && !a.api_key.is_empty());
+            .find(|a| a.api_key == *key && !key.is_empty());
         let (mut account, created) = match existing {
             Some(found) => (found, false),
-            None => (template, true),
+            None => {
+                self.refuse_key_in_broken_file(&scan.problems, key)?;
+                (template, true)
+            }
         };
         change(&mut account);
         self.write(&account)?;
         Ok((account, created))
+    }
+
+    /// A broken file cannot say which key it holds, but its bytes can: if
+    /// they contain `key`, a new account would be a duplicate of it.
+    fn refuse_key_in_broken_file(
+        &self,
+        problems: &[(PathBuf, String)],
+        key: &crate::secret::Secret,
+    ) -> Result<(), StoreError> {
+        if key.is_empty() {
+            return Ok(());
+        }
+        let needle = key.expose().as_bytes();
+        for (path, reason) in problems {
+            // Unreadable bytes cannot be checked; such a file is only skipped.
+            let Ok(bytes) = std::fs::read(path) else {
+                continue;
+            };
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                return Err(StoreError::KeyInBrokenFile {
+                    path: path.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Removes an account file; `false` when there was none.
@@ -200,6 +274,11 @@ impl AccountStore {
 
 fn file_name(id: &str) -> String {
     format!("{id}.json")
+}
+
+/// A dot file, so scans never take it for an account.
+fn refresh_lock_name(uuid: &str) -> String {
+    format!(".refresh-{uuid}.lock")
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@ use crate::secret::Secret;
 use chrono::Utc;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 fn store() -> (tempfile::TempDir, AccountStore) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -156,4 +157,113 @@ fn concurrent_modifies_lose_no_update() {
     }
     let count = store.load(&a.uuid).expect("load").map(|x| x.request_count);
     assert_eq!(count, Some(100));
+}
+
+#[test]
+fn refresh_lock_is_exclusive_visible_and_leaves_no_file() {
+    let (_d, store) = store();
+    let a = account("sk-lock-lock-lock-lock");
+    store.create(&a).expect("create");
+    assert!(!store.refreshing(&a.uuid));
+    let held = store
+        .refresh_lock(&a.uuid, Duration::ZERO)
+        .expect("lock")
+        .expect("free");
+    assert!(!held.waited);
+    assert!(store.refreshing(&a.uuid));
+    // Another holder (another process, or here another open file) waits
+    // the bounded time and gives up.
+    let other = AccountStore::open(store.dir().parent().expect("parent")).expect("open");
+    let started = std::time::Instant::now();
+    assert!(
+        other
+            .refresh_lock(&a.uuid, Duration::from_millis(200))
+            .expect("try")
+            .is_none()
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    drop(held);
+    assert!(!store.refreshing(&a.uuid));
+    let names: Vec<String> = fs::read_dir(store.dir())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert_eq!(names, vec![format!("{}.json", a.uuid)]);
+    assert_eq!(store.scan().expect("scan").accounts.len(), 1);
+}
+
+#[test]
+fn a_waiting_refresh_gets_the_lock_when_the_holder_lets_go() {
+    let (_d, store) = store();
+    let a = account("sk-wait-wait-wait-wait");
+    store.create(&a).expect("create");
+    let held = store
+        .refresh_lock(&a.uuid, Duration::ZERO)
+        .expect("lock")
+        .expect("free");
+    let (waiter, uuid) = (store.clone(), a.uuid.clone());
+    let second = std::thread::spawn(move || {
+        waiter
+            .refresh_lock(&uuid, Duration::from_secs(10))
+            .map(|l| l.map(|l| l.waited))
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    drop(held);
+    assert_eq!(second.join().expect("join").expect("lock"), Some(true));
+    assert!(store.refresh_lock("../etc/passwd", Duration::ZERO).is_err());
+}
+
+#[test]
+fn modify_if_writes_only_when_asked() {
+    let (_d, store) = store();
+    let a = account("sk-cas-cas-cas-cas-cas");
+    store.create(&a).expect("create");
+    let before = fs::read(store.path_of(&a.uuid)).expect("read");
+    let kept = store
+        .modify_if(&a.uuid, |x| {
+            x.request_count = 99;
+            false
+        })
+        .expect("modify_if");
+    assert_eq!(kept.request_count, 0);
+    assert_eq!(fs::read(store.path_of(&a.uuid)).expect("read"), before);
+    let changed = store
+        .modify_if(&a.uuid, |x| {
+            x.request_count = 5;
+            true
+        })
+        .expect("modify_if");
+    assert_eq!(changed.request_count, 5);
+    assert_eq!(
+        store.load(&a.uuid).expect("load").map(|x| x.request_count),
+        Some(5)
+    );
+}
+
+#[test]
+fn import_refuses_a_key_that_only_a_broken_file_holds() {
+    let (_d, store) = store();
+    let key = "sk-broken-broken-broken-1";
+    let broken = store.path_of("2b9c6f1e-2d3a-4c5b-8e7f-9a0b1c2d3e4f");
+    fs::create_dir_all(store.dir()).expect("dir");
+    let bytes = format!("{{\"uuid\": \"x\", \"api_key\": \"{key}\", ").into_bytes();
+    fs::write(&broken, &bytes).expect("write");
+
+    let err = store
+        .upsert_by_api_key(account(key), |_| {})
+        .expect_err("duplicate of the broken file");
+    assert!(matches!(err, StoreError::KeyInBrokenFile { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&broken.display().to_string()), "{text}");
+    assert!(!text.contains(key), "{text}");
+    assert_eq!(fs::read(&broken).expect("read"), bytes);
+    assert!(store.scan().expect("scan").accounts.is_empty());
+
+    // Another key is not held up by the broken file.
+    let (_, created) = store
+        .upsert_by_api_key(account("sk-other-other-other-2"), |_| {})
+        .expect("other key");
+    assert!(created);
 }

@@ -1,5 +1,6 @@
-//! Account messages of the registry: lookup, import, refresh results,
-//! states and cooldowns, listing, deletion, rescans.
+//! Account messages of the registry: lookup, import, states and
+//! cooldowns, listing (with the files that cannot be read), deletion,
+//! rescans. What a refresh needs is in `refresh.rs`.
 
 use super::{AccountRegistry, AccountSummary, Principal, worker_gone};
 use crate::actors::store_worker::StoreJob;
@@ -38,24 +39,6 @@ pub struct ImportAccount {
 #[rtype(result = "Option<Account>")]
 pub struct GetAccount(pub String);
 
-/// The account as its file says now, made live: what a refresh must start
-/// from, since the CLI may have spent the refresh token the registry holds.
-/// `None` when the file is gone; the live copy when it cannot be read.
-#[derive(Message)]
-#[rtype(result = "Option<Account>")]
-pub struct ReloadAccount(pub String);
-
-/// Stores refreshed tokens (and a rotated API key) and hands the new
-/// credentials to the account's upstream actor at once.
-#[derive(Message)]
-#[rtype(result = "Result<Account, StoreError>")]
-pub struct ApplyRefresh {
-    pub uuid: String,
-    pub tokens: TokenSet,
-    /// A new non-empty key from user info; `None` keeps the current one.
-    pub api_key: Option<Secret>,
-}
-
 /// Records (or clears) a state that needs the user.
 #[derive(Message)]
 #[rtype(result = "Result<Account, StoreError>")]
@@ -82,6 +65,12 @@ pub struct ResetAccount(pub String);
 #[rtype(result = "Vec<AccountSummary>")]
 pub struct ListAccounts;
 
+/// Account files the last scan could not use: `(uuid from the file name,
+/// reason)`, by file name.
+#[derive(Message)]
+#[rtype(result = "Vec<(String, String)>")]
+pub struct ListUnreadable;
+
 /// Removes an account file and its actor.
 #[derive(Message)]
 #[rtype(result = "Result<bool, StoreError>")]
@@ -105,7 +94,7 @@ impl AccountRegistry {
 
     /// Runs a read-modify-write of one account file, then makes the live
     /// account (and its upstream actor) match what was written.
-    fn modify_account<F>(
+    pub(super) fn modify_account<F>(
         &mut self,
         uuid: String,
         change: F,
@@ -113,7 +102,23 @@ impl AccountRegistry {
     where
         F: FnOnce(&mut Account) + Send + 'static,
     {
-        let job = StoreJob::new(move |stores| stores.accounts.modify(&uuid, change));
+        self.modify_account_if(uuid, move |a| {
+            change(a);
+            true
+        })
+    }
+
+    /// [`AccountRegistry::modify_account`] that writes only when `change`
+    /// returns true; the live account then matches the file either way.
+    pub(super) fn modify_account_if<F>(
+        &mut self,
+        uuid: String,
+        change: F,
+    ) -> ResponseActFuture<Self, Result<Account, StoreError>>
+    where
+        F: FnOnce(&mut Account) -> bool + Send + 'static,
+    {
+        let job = StoreJob::new(move |stores| stores.accounts.modify_if(&uuid, change));
         Box::pin(self.worker.send(job).into_actor(self).map(|res, act, _| {
             let account = res.map_err(worker_gone)??;
             act.upsert(account.clone());
@@ -217,7 +222,7 @@ impl Handler<ImportAccount> for AccountRegistry {
     }
 }
 
-fn set_tokens(a: &mut Account, tokens: TokenSet) {
+pub(super) fn set_tokens(a: &mut Account, tokens: TokenSet) {
     a.oauth_access_token = tokens.access_token;
     if let Some(refresh) = tokens.refresh_token {
         a.oauth_refresh_token = refresh;
@@ -231,47 +236,6 @@ impl Handler<GetAccount> for AccountRegistry {
     /// A copy of the live account.
     fn handle(&mut self, msg: GetAccount, _ctx: &mut Self::Context) -> Self::Result {
         self.entries.get(&msg.0).map(|e| e.account.clone())
-    }
-}
-
-impl Handler<ReloadAccount> for AccountRegistry {
-    type Result = ResponseActFuture<Self, Option<Account>>;
-
-    /// Re-reads one account file and applies it to the live account.
-    fn handle(&mut self, msg: ReloadAccount, _ctx: &mut Self::Context) -> Self::Result {
-        let uuid = msg.0;
-        let job_uuid = uuid.clone();
-        let job = StoreJob::new(move |stores| stores.accounts.load(&job_uuid));
-        Box::pin(
-            self.worker
-                .send(job)
-                .into_actor(self)
-                .map(move |res, act, _| match res {
-                    Ok(Ok(Some(account))) => {
-                        act.upsert(account.clone());
-                        act.publish();
-                        Some(account)
-                    }
-                    Ok(Ok(None)) => None,
-                    _ => act.entries.get(&uuid).map(|e| e.account.clone()),
-                }),
-        )
-    }
-}
-
-impl Handler<ApplyRefresh> for AccountRegistry {
-    type Result = ResponseActFuture<Self, Result<Account, StoreError>>;
-
-    /// Writes new tokens (and key), clears the state, updates the actor.
-    fn handle(&mut self, msg: ApplyRefresh, _ctx: &mut Self::Context) -> Self::Result {
-        self.modify_account(msg.uuid, move |a| {
-            set_tokens(a, msg.tokens);
-            if let Some(key) = msg.api_key.filter(|k| !k.is_empty()) {
-                a.api_key = key;
-            }
-            a.state = None;
-            a.updated_at = Some(Utc::now());
-        })
     }
 }
 
@@ -340,6 +304,24 @@ impl Handler<ListAccounts> for AccountRegistry {
         list.sort_by(|a, b| {
             (a.account.created_at, &a.account.uuid).cmp(&(b.account.created_at, &b.account.uuid))
         });
+        MessageResult(list)
+    }
+}
+
+impl Handler<ListUnreadable> for AccountRegistry {
+    type Result = MessageResult<ListUnreadable>;
+
+    /// The broken files of the last scan; they are never opened for writing.
+    fn handle(&mut self, _msg: ListUnreadable, _ctx: &mut Self::Context) -> Self::Result {
+        let mut list: Vec<(String, String)> = self
+            .problems
+            .iter()
+            .map(|(path, reason)| {
+                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+                (stem.unwrap_or_default(), reason.clone())
+            })
+            .collect();
+        list.sort();
         MessageResult(list)
     }
 }

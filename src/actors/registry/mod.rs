@@ -13,17 +13,19 @@
 mod accounts;
 mod directory;
 mod keys;
+mod refresh;
 mod usage;
 
 pub use accounts::{
-    ApplyRefresh, DeleteAccount, GetAccount, ImportAccount, ListAccounts, ReloadAccount, Rescan,
-    ResetAccount, Resolve, SetCooldown, SetState,
+    DeleteAccount, GetAccount, ImportAccount, ListAccounts, ListUnreadable, Rescan, ResetAccount,
+    Resolve, SetCooldown, SetState,
 };
 pub use directory::{
     AccountHandle, AccountHealth, CooldownPolicy, Directory, KeyHandle, SharedDirectory,
     UsageCounter, digest,
 };
 pub use keys::{CreateKey, ListKeys, RevokeKey};
+pub use refresh::{ApplyRefresh, MarkNeedsLogin, RefreshingNow, ReloadAccount};
 pub use usage::{FlushUsage, UsageEvent, UsageLedger, UsageReport};
 
 use crate::actors::store_worker::{StoreWorker, Stores};
@@ -78,6 +80,8 @@ pub struct AccountRegistry {
     directory: SharedDirectory,
     ledger: Arc<UsageLedger>,
     reported: HashSet<PathBuf>,
+    /// The account files the last full scan could not use, with the reason.
+    problems: Vec<(PathBuf, String)>,
     miss_window: (Instant, u32),
 }
 
@@ -99,6 +103,7 @@ impl AccountRegistry {
             directory: Arc::new(ArcSwap::from_pointee(Directory::default())),
             ledger: Arc::new(UsageLedger::default()),
             reported: HashSet::new(),
+            problems: Vec::new(),
             miss_window: (Instant::now(), 0),
         };
         registry.report("key", &key_problems);
@@ -232,6 +237,7 @@ impl AccountRegistry {
             }
         }
         self.report("account", &scan.problems);
+        self.problems = scan.problems;
         let gone: Vec<String> = self
             .entries
             .keys()
@@ -318,3 +324,6 @@ impl Actor for AccountRegistry {
 fn worker_gone(e: MailboxError) -> StoreError {
     StoreError::Invalid(format!("store worker unavailable: {e}"))
 }
+
+#[cfg(test)]
+mod tests;

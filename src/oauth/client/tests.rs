@@ -70,3 +70,17 @@ fn user_info_reply() {
         Err(UserInfoError::Fatal(_))
     ));
 }
+
+/// No usable `expires_in`: the expiry stays unknown rather than invented;
+/// `Account::refresh_due` then refreshes such a login once per lead period.
+#[test]
+fn token_reply_without_a_lifetime_has_no_expiry() {
+    for body in [
+        &br#"{"access_token":"at","refresh_token":"rt"}"#[..],
+        br#"{"access_token":"at","expires_in":"soon"}"#,
+        br#"{"access_token":"at","expires_in":-5}"#,
+    ] {
+        let t = parse_token_reply(200, body, now()).expect("ok");
+        assert_eq!(t.expires_at, None, "{}", String::from_utf8_lossy(body));
+    }
+}
