@@ -32,8 +32,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a refresh waits for another process's refresh of the same
-/// account: longer than one refresh takes even with slow OAuth replies.
-pub const REFRESH_LOCK_WAIT: Duration = Duration::from_secs(120);
+/// account: longer than one refresh can hold the lock (token call up to
+/// 30 s, user info up to three tries of 30 s plus backoff: about 125 s).
+/// Waiting less only gives a transient `Busy`, retried later.
+pub const REFRESH_LOCK_WAIT: Duration = Duration::from_secs(150);
 
 /// Refreshes one account now (or joins the refresh already running).
 #[derive(Message, Clone)]

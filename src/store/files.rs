@@ -126,17 +126,18 @@ impl JsonDir {
                 Ok(()) if same_file(&file, &path) => {
                     return Ok(Some(NamedLock { file, path, waited }));
                 }
-                Ok(()) => continue,
-                Err(fs::TryLockError::WouldBlock) => {
-                    waited = true;
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(left.min(LOCK_POLL));
-                }
+                // Replaced under us: try again, within the same deadline
+                // and not in a busy loop.
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => waited = true,
                 Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &path)(e)),
             }
+            drop(file);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            std::thread::sleep(left.min(LOCK_POLL));
         }
     }
 
