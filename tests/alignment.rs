@@ -7,7 +7,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use iflow_actix::align::compare::DiffKind;
-use iflow_actix::align::fixture::{Fixture, TelemetryFixture, load_dir, load_telemetry};
+use iflow_actix::align::fixture::{
+    Fixture, TelemetryFixture, check_links, load_dir, load_telemetry,
+};
 use iflow_actix::align::replay::{self, Replay};
 use iflow_actix::align::{FieldRule, HeaderRule};
 use serde_json::{Value, json};
@@ -58,6 +60,10 @@ fn replay_all(mode: &str) {
         telemetry.len() >= 4,
         "the telemetry baseline lost sequences"
     );
+    check_links(&fixtures, &telemetry).expect("every telemetry sequence follows a case");
+    let mut renamed = telemetry.clone();
+    renamed[1].after = Some("no-such-case".into());
+    assert!(check_links(&fixtures, &renamed).is_err());
     let result = replay::run(&fixtures, &telemetry, Path::new(BIN), mode).expect("replay");
     let report = report(&result);
     assert!(report.is_empty(), "mode {mode}:\n{report}");

@@ -55,6 +55,16 @@ impl CaptureServer {
             Some((status, body.to_string().into_bytes()));
     }
 
+    /// Drops a scripted answer no chat call took (the gateway refused the
+    /// case before calling upstream), so it cannot leak into the next case.
+    pub fn forget_next_chat(&self) {
+        *self
+            .log
+            .next_chat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
     /// Waits until at least `count` requests arrived in all (at most
     /// `timeout`), then until none arrived for `quiet`; returns how many
     /// there are. Fire-and-forget senders finish on their own schedule.

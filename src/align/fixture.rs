@@ -199,6 +199,24 @@ pub fn load_telemetry(dir: &Path) -> Result<Vec<TelemetryFixture>, String> {
     Ok(fixtures)
 }
 
+/// Every telemetry sequence must follow a chat case that exists: a typo in
+/// `after` would otherwise leave the sequence silently unchecked.
+pub fn check_links(cases: &[Fixture], telemetry: &[TelemetryFixture]) -> Result<(), String> {
+    for t in telemetry {
+        if let Some(after) = &t.after
+            && !cases
+                .iter()
+                .any(|c| &c.name == after || c.file_stem.as_deref() == Some(after.as_str()))
+        {
+            return Err(format!(
+                "telemetry sequence {:?} follows {after:?}, which is not a chat case",
+                t.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn json_files(dir: &Path) -> Result<Vec<(std::path::PathBuf, String)>, String> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;

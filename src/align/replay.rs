@@ -94,6 +94,7 @@ pub fn run(
         }
         let before = seen;
         let sent = post_chat(gateway.port, &uuid, &f.request);
+        capture.forget_next_chat();
         let now_ms = chrono::Utc::now().timestamp_millis();
         seen = if official {
             let want = before + 1 + expected_count(Some(&f.name));

@@ -4,7 +4,7 @@
 mod print;
 
 use super::AlignCommand;
-use crate::align::fixture::{load_dir, load_telemetry};
+use crate::align::fixture::{check_links, load_dir, load_telemetry};
 use crate::align::replay;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,7 @@ pub fn run(cmd: AlignCommand) -> Result<(), AlignError> {
     } = cmd;
     let mut all = load_dir(&fixtures).map_err(AlignError::Setup)?;
     let telemetry = load_telemetry(&fixtures.join("telemetry")).map_err(AlignError::Setup)?;
+    check_links(&all, &telemetry).map_err(AlignError::Setup)?;
     if let Some(only) = &case {
         let only = only.strip_suffix(".json").unwrap_or(only);
         all.retain(|f| f.name == only || f.file_stem.as_deref() == Some(only));

@@ -81,11 +81,12 @@ pub(super) fn start_gateway(
             }
         }
     });
-    let port = rx
-        .recv_timeout(Duration::from_secs(15))
-        .ok()
-        .flatten()
-        .ok_or("the gateway did not start listening within 15 s")?;
+    let Some(port) = rx.recv_timeout(Duration::from_secs(15)).ok().flatten() else {
+        // Not yet a `Gateway`, whose drop would stop it.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("the gateway did not start listening within 15 s".into());
+    };
     Ok(Gateway { child, port })
 }
 
