@@ -240,6 +240,9 @@ fn a_conversation_whose_account_is_busy_goes_to_another_at_once() {
 
     p.mocks[home].release_all();
     assert_eq!(held.join().unwrap().status, 200);
+    // The overflow did not move the conversation: it is back home.
+    assert_eq!(session_chat(&p, "conv", "after").status, 200);
+    assert_eq!(p.served("after"), [home]);
 }
 
 #[test]

@@ -165,9 +165,13 @@ impl SchedulerActor {
         exclude: &[Arc<str>],
     ) -> Result<Option<Picked>, NoAccount> {
         let candidates = self.candidates(model, exclude)?;
-        if self.settings.sticky
-            && let Some((id, _)) = affinity.and_then(|a| self.affinity.get(a))
-            && let Some(h) = candidates.iter().find(|h| &h.id == id)
+        // The conversation's account, while it is usable (and not excluded
+        // by a failover of this request).
+        let home = affinity
+            .filter(|_| self.settings.sticky)
+            .and_then(|a| self.affinity.get(a))
+            .and_then(|(id, _)| candidates.iter().find(|h| &h.id == id));
+        if let Some(h) = home
             && let Some(permit) = SlotPermit::try_take(&h.slots, &h.stats)
         {
             let picked = (h.clone(), permit);
@@ -176,6 +180,9 @@ impl SchedulerActor {
             }
             return Ok(Some(picked));
         }
+        // A busy home serves this one request elsewhere but stays the
+        // conversation's account; one that is no longer usable is replaced.
+        let rehome = home.is_none();
         let n = candidates.len();
         let start = self.cursor % n;
         let mut order: Vec<(usize, usize, usize)> = (0..n)
@@ -189,7 +196,7 @@ impl SchedulerActor {
             let h = &candidates[idx];
             if let Some(permit) = SlotPermit::try_take(&h.slots, &h.stats) {
                 self.cursor = idx + 1;
-                if let Some(a) = affinity.filter(|_| self.settings.sticky) {
+                if let Some(a) = affinity.filter(|_| self.settings.sticky && rehome) {
                     self.remember(a, h.id.clone());
                 }
                 return Ok(Some((h.clone(), permit)));
