@@ -130,13 +130,25 @@ fn body(s: &Scenario) -> String {
 }
 
 fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` (CI) runs
+    // this binary without it: then it is a smoke test of the benchmark
+    // itself (two short scenarios, debug build), not a measurement.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let seconds: u64 = match smoke {
+        true => 1,
+        false => std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3),
+    };
     let phase = Duration::from_secs(seconds.max(1));
+    let default_dir = if smoke {
+        "target/bench-smoke"
+    } else {
+        "target/bench"
+    };
     let report_dir =
-        PathBuf::from(std::env::var("BENCH_REPORT").unwrap_or_else(|_| "target/bench".into()));
+        PathBuf::from(std::env::var("BENCH_REPORT").unwrap_or_else(|_| default_dir.into()));
     let mock_port = mock::start();
     let mock_addr: SocketAddr = ([127, 0, 0, 1], mock_port).into();
 
@@ -179,12 +191,17 @@ fn main() {
     );
 
     // BENCH_ONLY=2 runs just scenario 2 (1-based), e.g. to profile it.
-    let only: Option<usize> = std::env::var("BENCH_ONLY")
-        .ok()
-        .and_then(|v| v.parse().ok());
+    let only: Vec<usize> = match smoke {
+        true => vec![1, 3],
+        false => std::env::var("BENCH_ONLY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .into_iter()
+            .collect(),
+    };
     let mut results = Vec::new();
     for (i, s) in SCENARIOS.iter().enumerate() {
-        if only.is_some_and(|o| o != i + 1) {
+        if !only.is_empty() && !only.contains(&(i + 1)) {
             results.push(Measured {
                 direct: PhaseResult::default(),
                 gateway: PhaseResult::default(),
@@ -245,6 +262,19 @@ fn main() {
     std::fs::write(report_dir.join("report.json"), json.to_string()).expect("write report");
     println!("{text}");
     println!("(written to {}/report.{{md,json}})", report_dir.display());
+    if smoke {
+        for i in &only {
+            let m = &results[i - 1];
+            let name = SCENARIOS[i - 1].name;
+            assert!(
+                m.gateway.requests > 0 && m.direct.requests > 0,
+                "{name}: nothing measured"
+            );
+            assert_eq!(m.gateway.errors, 0, "{name}: gateway errors");
+            assert_eq!(m.direct.errors, 0, "{name}: direct errors");
+        }
+        println!("benchmark smoke test passed (run `cargo bench --bench gateway` to measure)");
+    }
 }
 
 fn merge(into: &mut PhaseResult, r: PhaseResult) {
