@@ -167,3 +167,24 @@ fn token_list_shows_refreshing_while_a_refresh_holds_the_lock() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_refreshed_once(&env, &oauth, &uuid);
 }
+
+#[test]
+fn a_server_waiting_for_another_processs_refresh_still_stops_promptly() {
+    // The CLI's refresh holds the lock for 30 s; the server's refresher
+    // waits for it on a blocking thread, which must not delay its exit.
+    let (mut env, oauth, uuid) = setup(Duration::from_secs(30));
+    env.set("IFLOW_REFRESH_INTERVAL", "200ms");
+    let cli = env.spawn(&["token", "refresh", &uuid]);
+    oauth.wait_token_requests("rt-r", 1, WAIT);
+    let server = env.serve();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let ran = server.terminate();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the server took {:?} to stop",
+        started.elapsed()
+    );
+    assert!(ran.stderr.contains("graceful shutdown"), "{}", ran.stderr);
+    drop(cli);
+}

@@ -187,6 +187,7 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
         log::info!(
             "{signal} received: graceful shutdown, finishing requests in flight (up to {grace:?})"
         );
+        crate::store::stop_lock_waits();
         handle.stop(true).await;
     });
     server.await.map_err(ServeError::Run)?;

@@ -63,6 +63,16 @@ impl Drop for NamedLock {
 /// How often a held named lock is tried again.
 const LOCK_POLL: Duration = Duration::from_millis(50);
 
+/// Set when the process shuts down: waits for named locks give up at once,
+/// so a blocking thread waiting on another process's refresh cannot keep
+/// the runtime (whose shutdown waits for its blocking threads) alive.
+static STOP_WAITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every present and future [`JsonDir::lock_named`] wait end now.
+pub fn stop_lock_waits() {
+    STOP_WAITING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl JsonDir {
     /// A directory of JSON files. It is created (private, 0700) only when
     /// something is first written, so reading commands leave no trace.
@@ -134,7 +144,7 @@ impl JsonDir {
             }
             drop(file);
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || STOP_WAITING.load(std::sync::atomic::Ordering::Relaxed) {
                 return Ok(None);
             }
             std::thread::sleep(left.min(LOCK_POLL));

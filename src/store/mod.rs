@@ -14,7 +14,7 @@ pub mod keys;
 pub mod usage;
 
 pub use account::{Account, AccountState, AuthType, DEFAULT_IFLOW_BASE_URL};
-pub use files::{JsonDir, NamedLock};
+pub use files::{JsonDir, NamedLock, stop_lock_waits};
 pub use keys::{GatewayKey, KeySpec, KeyStore};
 pub use usage::{UsageFile, UsageRow, UsageStore};
 
