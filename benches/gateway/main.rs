@@ -81,8 +81,13 @@ impl Drop for Proc {
 }
 
 fn start_gateway(data: &std::path::Path) -> (Proc, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_iflow-actix"))
-        .env_clear()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iflow-actix"));
+    cmd.env_clear();
+    // Worker count is the one setting worth varying between runs.
+    if let Some(workers) = std::env::var_os("IFLOW_WORKERS") {
+        cmd.env("IFLOW_WORKERS", workers);
+    }
+    let mut child = cmd
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("IFLOW_CONCURRENCY", "10000")
         .env("IFLOW_QUEUE_SIZE", "100000")
