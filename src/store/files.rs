@@ -63,6 +63,17 @@ impl Drop for NamedLock {
 /// How often a held named lock is tried again.
 const LOCK_POLL: Duration = Duration::from_millis(50);
 
+/// Opens (creating it 0600 if needed) a lock file; its content is unused.
+fn open_lock_file(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err("open lock file", path))
+}
+
 /// Set when the process shuts down: waits for named locks give up at once,
 /// so a blocking thread waiting on another process's refresh cannot keep
 /// the runtime (whose shutdown waits for its blocking threads) alive.
@@ -103,13 +114,7 @@ impl JsonDir {
     pub fn lock(&self) -> Result<DirLock, StoreError> {
         self.ensure_dir()?;
         let path = self.dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err("open lock file", &path))?;
+        let file = open_lock_file(&path)?;
         file.lock().map_err(io_err("lock", &path))?;
         Ok(DirLock(file))
     }
@@ -123,13 +128,7 @@ impl JsonDir {
         let deadline = Instant::now() + wait;
         let mut waited = false;
         loop {
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(io_err("open lock file", &path))?;
+            let file = open_lock_file(&path)?;
             match file.try_lock() {
                 // The previous holder removes the file before unlocking; a
                 // lock on a file no longer at `path` guards nothing.
