@@ -21,7 +21,6 @@ use crate::store::{AccountStore, AuthType, DEFAULT_IFLOW_BASE_URL, StoreError};
 use actix::{Actor, Addr};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -138,14 +137,7 @@ async fn full_uuid(
 pub fn open_registry(cli: &Cli) -> Result<Addr<AccountRegistry>, StoreError> {
     let registry = AccountRegistry::new(
         Stores::open(&cli.data_dir)?,
-        RegistrySettings {
-            concurrency: 1,
-            queue_size: 0,
-            queue_timeout: Duration::from_secs(1),
-            flush_interval: None,
-            rescan_interval: None,
-            pool: None,
-        },
+        RegistrySettings::one_shot(),
     )?;
     Ok(registry.start())
 }

@@ -53,6 +53,21 @@ pub struct RegistrySettings {
     pub pool: Option<Arc<PoolSignal>>,
 }
 
+impl RegistrySettings {
+    /// One-shot use (the CLI): no timers, no pool, one slot per account
+    /// and no queue.
+    pub fn one_shot() -> Self {
+        RegistrySettings {
+            concurrency: 1,
+            queue_size: 0,
+            queue_timeout: Duration::from_secs(1),
+            flush_interval: None,
+            rescan_interval: None,
+            pool: None,
+        }
+    }
+}
+
 /// Who a bearer token belongs to.
 #[derive(Clone)]
 pub enum Principal {

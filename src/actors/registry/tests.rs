@@ -4,14 +4,7 @@ use crate::store::{AccountState, AuthType, DEFAULT_IFLOW_BASE_URL};
 use chrono::Utc;
 
 fn settings() -> RegistrySettings {
-    RegistrySettings {
-        concurrency: 1,
-        queue_size: 0,
-        queue_timeout: Duration::from_secs(1),
-        flush_interval: None,
-        rescan_interval: None,
-        pool: None,
-    }
+    RegistrySettings::one_shot()
 }
 
 fn oauth_account(refresh: &str) -> Account {
