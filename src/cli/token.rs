@@ -135,10 +135,8 @@ async fn full_uuid(
 
 /// The registry the server runs, without its timers: one code path for both.
 pub fn open_registry(cli: &Cli) -> Result<Addr<AccountRegistry>, StoreError> {
-    let registry = AccountRegistry::new(
-        Stores::open(&cli.data_dir)?,
-        RegistrySettings::one_shot(),
-    )?;
+    let registry =
+        AccountRegistry::new(Stores::open(&cli.data_dir)?, RegistrySettings::one_shot())?;
     Ok(registry.start())
 }
 
