@@ -110,7 +110,19 @@ impl Handler<FlushUsage> for AccountRegistry {
             .collect();
         let rows = self.ledger.take();
         if counts.is_empty() && rows.is_empty() {
-            return Box::pin(fut::ready(Ok(0)));
+            // Nothing new, but an earlier flush may be writing right now.
+            // The worker runs jobs in order: once this empty one is done, so
+            // is every write before it, and a shutdown that awaited this
+            // flush cannot exit halfway through one.
+            return Box::pin(
+                self.worker
+                    .send(StoreJob::new(|_| ()))
+                    .into_actor(self)
+                    .map(|res, _, _| {
+                        res.map(|()| 0)
+                            .map_err(|_| StoreError::Invalid("store worker unavailable".into()))
+                    }),
+            );
         }
         let work: Vec<(String, u64, Option<DateTime<Utc>>)> = counts
             .iter()
