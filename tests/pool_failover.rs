@@ -64,6 +64,41 @@ fn no_failover_starts_after_iflow_failover_deadline() {
 }
 
 #[test]
+fn a_failover_waiting_for_a_busy_account_gives_up_at_the_deadline() {
+    let p = pool(
+        2,
+        &[
+            ("IFLOW_CONCURRENCY", "1"),
+            ("IFLOW_FAILOVER_DEADLINE", "1s"),
+            ("IFLOW_QUEUE_TIMEOUT", "20s"),
+        ],
+    );
+    // One account is busy for the whole test; the other fails at once.
+    let (addr, key) = (p.gw.addr, p.key.clone());
+    let held =
+        std::thread::spawn(move || chat(addr, &key, &common::user_body("glm-5", "scenario:hold")));
+    assert!(wait_until(secs(10), || p
+        .mocks
+        .iter()
+        .any(|m| m.in_flight() == 1)));
+    let free = usize::from(p.mocks[0].in_flight() == 1);
+    p.mocks[free].force("status:500");
+
+    let started = std::time::Instant::now();
+    let resp = p.chat("waits for the busy one");
+    assert_error(&resp, 502, "upstream_error", "upstream_server_error");
+    assert!(
+        started.elapsed() < secs(6),
+        "waited {:?} for another account",
+        started.elapsed()
+    );
+    for m in &p.mocks {
+        m.release_all();
+    }
+    assert_eq!(held.join().unwrap().status, 200);
+}
+
+#[test]
 fn a_failure_within_iflow_failover_deadline_still_fails_over() {
     let p = pool(2, &[("IFLOW_FAILOVER_DEADLINE", "10s")]);
     for m in &p.mocks {

@@ -134,24 +134,21 @@ pub async fn run(
                     &exclude,
                     chat.starts_turn,
                 );
-                match &last {
-                    None => admit.await,
+                if last.is_none() {
+                    admit.await
+                } else {
                     // A failover waits for another account only until the
-                    // deadline.
-                    Some(_) => {
-                        let left = deadline.saturating_sub(received.elapsed());
-                        match actix_web::rt::time::timeout(left, admit).await {
-                            Ok(admitted) => admitted,
-                            Err(_) => {
-                                log::warn!(
-                                    "failover deadline ({deadline:?}) passed while waiting for another account"
-                                );
-                                return Err(last.unwrap_or_else(|| {
-                                    GatewayError::Internal("failover without an error".into())
-                                }));
-                            }
-                        }
-                    }
+                    // deadline; then the client gets the last error (below).
+                    let left = deadline.saturating_sub(received.elapsed());
+                    actix_web::rt::time::timeout(left, admit)
+                        .await
+                        .unwrap_or_else(|_| {
+                            let why = format!(
+                                "failover deadline ({deadline:?}) passed while waiting for another account"
+                            );
+                            log::warn!("{why}");
+                            Err(GatewayError::Unavailable(why))
+                        })
                 }
             }
         };
@@ -236,14 +233,14 @@ pub async fn run(
                 cool_down(state, &handle, retry_after, fault_reason(&err))
             }
         }
-        if pool && attempts < max_attempts && received.elapsed() >= deadline {
-            log::warn!(
-                "account {}: {err}; failover deadline ({deadline:?}) passed, giving up",
-                handle.label
-            );
-            return Err(err);
-        }
         if pool && attempts < max_attempts {
+            if received.elapsed() >= deadline {
+                log::warn!(
+                    "account {}: {err}; failover deadline ({deadline:?}) passed, giving up",
+                    handle.label
+                );
+                return Err(err);
+            }
             log::warn!(
                 "account {}: {err}; looking for another account",
                 handle.label
