@@ -125,3 +125,22 @@ fn a_stream_and_a_completion_share_one_keep_alive_connection() {
         assert_eq!(resp.text(), expected);
     }
 }
+
+#[test]
+fn finished_streams_keep_their_upstream_connection() {
+    // One worker, so one connection pool (each worker has its own).
+    let s = setup(&[("IFLOW_WORKERS", "1")]);
+    for _ in 0..3 {
+        let resp = chat(s.gw.addr, &s.account, &stream_body("glm-5", "hi"));
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.text(), fixtures::client_sse(false));
+        // The gateway reads the end of the chunked body just after the
+        // client's stream ends; give it that moment before the next call.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        s.mock.connections(),
+        1,
+        "each stream opened a new upstream connection"
+    );
+}

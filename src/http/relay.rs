@@ -31,6 +31,11 @@ use tokio::sync::mpsc;
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What is read after a finished stream to keep its connection: at most
+/// this much, for at most this long.
+const DRAIN_LIMIT: usize = 16 * 1024;
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
+
 /// The API the client speaks, and so the shape of the reply.
 #[derive(Debug, Clone)]
 pub enum ReplyFormat {
@@ -385,6 +390,7 @@ async fn pump<S: UpstreamBody>(
     for item in items {
         shaper.on_item(item, &mut out, &account);
     }
+    let mut ended_upstream = ended;
     if ended {
         finish_at_eof(&mut decoder, &mut *shaper, &mut out, &account);
     }
@@ -433,7 +439,10 @@ async fn pump<S: UpstreamBody>(
                 let fault = UpstreamFault::StreamInterrupted(e.to_string());
                 shaper.fail(&GatewayError::upstream(&account, fault), &mut out);
             }
-            Ok(None) => finish_at_eof(&mut decoder, &mut *shaper, &mut out, &account),
+            Ok(None) => {
+                ended_upstream = true;
+                finish_at_eof(&mut decoder, &mut *shaper, &mut out, &account);
+            }
         }
         if !out.is_empty() {
             let chunk = out.split().freeze();
@@ -461,7 +470,31 @@ async fn pump<S: UpstreamBody>(
         ),
     }
     drop(lease);
+    // The client's stream ends here (its last bytes are already queued).
+    drop(tx);
     meter.finish(shaper.error().is_none(), shaper.usage());
+    // Only a stream that finished normally is worth keeping; one the client
+    // left is cut off upstream too.
+    if shaper.is_done() && shaper.error().is_none() && !ended_upstream {
+        drain(upstream).await;
+    }
+}
+
+/// After `data: [DONE]` only the end of the chunked body is left. Reading it
+/// lets the connection go back to the pool; dropping the body unread would
+/// close it and make the next request pay for a new TCP connection.
+async fn drain<S: UpstreamBody>(mut upstream: S) {
+    let mut left = DRAIN_LIMIT;
+    let read_rest = async {
+        while let Some(Ok(bytes)) = upstream.next().await {
+            left = left.saturating_sub(bytes.len());
+            if left == 0 {
+                break;
+            }
+        }
+    };
+    // An upstream that keeps sending after `[DONE]` is simply dropped.
+    let _ = tokio::time::timeout(DRAIN_WAIT, read_rest).await;
 }
 
 /// The upstream ended: the last unterminated line, then the end. awc reports

@@ -44,6 +44,8 @@ struct Inner {
     release_all: bool,
     /// Answers every request with this scenario, whatever the message says.
     forced: Option<String>,
+    /// TCP connections accepted from the gateway.
+    connections: usize,
 }
 
 #[derive(Default)]
@@ -111,6 +113,11 @@ impl Mock {
 
     pub fn in_flight(&self) -> usize {
         self.shared.lock().in_flight
+    }
+
+    /// TCP connections the gateway opened to the mock so far.
+    pub fn connections(&self) -> usize {
+        self.shared.lock().connections
     }
 
     pub fn early_closes(&self) -> usize {
@@ -190,6 +197,7 @@ impl Drop for InFlight<'_> {
 }
 
 fn serve_connection(stream: TcpStream, shared: &Shared) {
+    shared.update(|i| i.connections += 1);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
     let mut conn = Conn::new(stream);
