@@ -85,8 +85,8 @@ pub struct Config {
     #[arg(long, env = "IFLOW_UPSTREAM_TIMEOUT", default_value = "10m", value_parser = parse_with("IFLOW_UPSTREAM_TIMEOUT", duration))]
     pub upstream_timeout: Duration,
 
-    /// Longest silence of an upstream stream, and longest time a client may
-    /// leave a stream unread, before the stream is ended.
+    /// Longest silence of an upstream stream before the stream is ended (a
+    /// client that stops reading is covered by the client stall timeout).
     #[arg(long, env = "IFLOW_STREAM_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_with("IFLOW_STREAM_IDLE_TIMEOUT", duration))]
     pub stream_idle_timeout: Duration,
 

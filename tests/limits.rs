@@ -198,13 +198,15 @@ fn a_busy_account_does_not_hold_up_another_account() {
 }
 
 #[test]
-fn a_client_that_stops_reading_loses_its_slot_after_the_idle_timeout() {
+fn a_client_that_stops_reading_loses_its_slot_after_the_stall_timeout() {
     let s = setup(&[
         ("IFLOW_CONCURRENCY", "1"),
-        ("IFLOW_STREAM_IDLE_TIMEOUT", "1s"),
+        ("IFLOW_CLIENT_STALL_TIMEOUT", "1s"),
         ("IFLOW_QUEUE_TIMEOUT", "10s"),
     ]);
-    // Reads the head, then nothing: the socket fills and the relay blocks.
+    // Reads the head, then nothing: the socket fills, the relay stops, and
+    // the connection (with the stream and its slot) is dropped once the
+    // client's window has stayed shut for the stall timeout.
     let stalled = open_stream(
         s.gw.addr,
         &s.account,

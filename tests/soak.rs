@@ -31,7 +31,7 @@ const WORKERS: usize = 6;
 const GATEWAY_WORKERS: usize = 2;
 const WARMUP: Duration = Duration::from_secs(3);
 /// How long a client that stopped reading keeps its connection open; more
-/// than the stream idle timeout, so the gateway is the one to give up.
+/// than the client stall timeout, so the gateway is the one to give up.
 const STALLED_CLIENT: Duration = Duration::from_millis(2500);
 const ENV: &[(&str, &str)] = &[
     ("IFLOW_METRICS_PUBLIC", "true"),
@@ -39,6 +39,7 @@ const ENV: &[(&str, &str)] = &[
     ("IFLOW_QUEUE_TIMEOUT", "5s"),
     ("IFLOW_UPSTREAM_TIMEOUT", "2s"),
     ("IFLOW_STREAM_IDLE_TIMEOUT", "2s"),
+    ("IFLOW_CLIENT_STALL_TIMEOUT", "2s"),
     ("IFLOW_SSE_KEEPALIVE", "500ms"),
     ("IFLOW_COOLDOWN_BASE", "100ms"),
     ("IFLOW_COOLDOWN_MAX", "300ms"),

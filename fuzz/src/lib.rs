@@ -138,7 +138,7 @@ pub struct StreamSetup {
     pub wants_usage: bool,
     pub openai_profile: bool,
     pub short_lines: bool,
-    /// 0: the upstream ends (EOF, as the pump handles it); 1: idle timeout
+    /// 0: the upstream ends (EOF, as the relay handles it); 1: idle timeout
     /// after the last read; 2: a read error, then EOF; 3: the client leaves.
     pub end: u8,
     pub keepalives: bool,
@@ -168,8 +168,8 @@ impl StreamSetup {
     }
 }
 
-/// Byte chunks through `SseDecoder` and a shaper, the way the relay's pump
-/// drives them; the client's bytes must stay well-formed whatever arrives.
+/// Byte chunks through `SseDecoder` and a shaper, the way the relay's
+/// stream body drives them; the client's bytes must stay well-formed whatever arrives.
 pub fn sse_stream(data: &[u8]) {
     let Some((&first, rest)) = data.split_first() else {
         return;
@@ -197,8 +197,8 @@ pub fn sse_stream(data: &[u8]) {
     );
 }
 
-/// Mirrors `http::relay::pump`: preamble, each read fed to the decoder and
-/// its items to the shaper, keep-alives while silent, the end as `setup` says.
+/// Mirrors `http::relay::sse_body::SseBody`: preamble, each read fed to
+/// the decoder and its items to the shaper, keep-alives while silent, the end as `setup` says.
 fn pump(shaper: &mut dyn EventShaper, setup: &StreamSetup, input: &[u8]) -> Vec<u8> {
     const ACCOUNT: &str = "acc";
     let max_line = if setup.short_lines { 64 } else { 1 << 20 };
@@ -266,7 +266,7 @@ fn pump(shaper: &mut dyn EventShaper, setup: &StreamSetup, input: &[u8]) -> Vec<
     sent
 }
 
-/// What the pump hands to the client's connection.
+/// What the relay hands to the client's connection.
 fn flush(out: &mut BytesMut, sent: &mut Vec<u8>) {
     sent.extend_from_slice(&out.split());
 }

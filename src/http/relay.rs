@@ -1,11 +1,11 @@
 //! Relays the upstream reply to the client: a whole JSON completion, or an
 //! SSE stream forwarded chunk by chunk as it arrives.
 //!
-//! A stream is driven by a pump task on the worker that owns the upstream
-//! response and the account's slot permit. It ends, dropping both, when the
-//! upstream finishes, when the client goes away (the receiver is dropped) or
-//! stops reading for the idle timeout, or when the upstream is silent for the
-//! idle timeout. While the upstream is silent it sends keep-alive comments.
+//! A stream's reply head waits for the first upstream event (so an error
+//! sent as that event still gets its status); the rest is relayed by
+//! [`sse_body::SseBody`], the response body itself.
+
+mod sse_body;
 
 use super::meter::Meter;
 use crate::actors::upstream::Lease;
@@ -21,20 +21,12 @@ use actix_web::web::{Bytes, BytesMut};
 use awc::error::PayloadError;
 use futures::{Stream, StreamExt};
 use serde_json::Value;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use std::time::Duration;
 
 /// Error replies are read only this far (enough for any message), and for
 /// this long: a stalled error body must not hold the account's slot.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What is read after a finished stream to keep its connection: at most
-/// this much, for at most this long.
-const DRAIN_LIMIT: usize = 16 * 1024;
-const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
 /// The API the client speaks, and so the shape of the reply.
 #[derive(Debug, Clone)]
@@ -241,7 +233,7 @@ fn plain_success(body: &[u8]) -> Option<Value> {
 }
 
 /// A stream: the reply head is checked now (so an error still gets a proper
-/// status), then a pump task forwards the events.
+/// status), then the response body relays the events.
 pub async fn stream<S: UpstreamBody>(
     resp: awc::ClientResponse<S>,
     lease: Lease,
@@ -285,32 +277,40 @@ pub async fn stream<S: UpstreamBody>(
             return Err(e);
         }
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(8);
-    let shaper: Box<dyn EventShaper> = match &opts.format {
-        ReplyFormat::OpenAi { wants_usage } => Box::new(StreamShaper::new(
-            lease.profile,
-            opts.preserve_reasoning,
-            *wants_usage,
-        )),
-        ReplyFormat::Anthropic(echo) => Box::new(anthropic::stream::MessageStream::new(
-            lease.profile,
-            echo.clone(),
-        )),
+    let timing = sse_body::Timing {
+        idle_timeout: opts.idle_timeout,
+        keepalive: opts.keepalive,
     };
-    actix_web::rt::spawn(pump(resp, tx, lease, shaper, opts, meter, first));
+    let body = sse_body::SseBody::new(
+        resp,
+        lease,
+        &opts.format,
+        opts.preserve_reasoning,
+        timing,
+        meter,
+        first,
+    );
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(EventStream(rx)))
+        .streaming(body))
 }
 
-/// What the first look at a stream found.
-struct FirstLook {
-    decoder: SseDecoder,
-    items: Vec<SseItem>,
-    /// The upstream already ended (the pump then only finishes up).
-    ended: bool,
+/// The event shaper for the client's API.
+fn shaper_for(
+    format: &ReplyFormat,
+    profile: crate::profile::Profile,
+    preserve_reasoning: bool,
+) -> Box<dyn EventShaper> {
+    match format {
+        ReplyFormat::OpenAi { wants_usage } => {
+            Box::new(StreamShaper::new(profile, preserve_reasoning, *wants_usage))
+        }
+        ReplyFormat::Anthropic(echo) => {
+            Box::new(anthropic::stream::MessageStream::new(profile, echo.clone()))
+        }
+    }
 }
 
 /// How long to wait for the first event before answering anyway (a silent
@@ -323,9 +323,9 @@ async fn first_look<S: UpstreamBody>(
     upstream: &mut S,
     lease: &Lease,
     opts: &RelayOptions,
-) -> Result<FirstLook, GatewayError> {
+) -> Result<sse_body::Start, GatewayError> {
     let account = &lease.account_label;
-    let mut look = FirstLook {
+    let mut look = sse_body::Start {
         decoder: SseDecoder::new(opts.max_response_bytes),
         items: Vec::new(),
         ended: false,
@@ -365,166 +365,4 @@ async fn first_look<S: UpstreamBody>(
         return Err(GatewayError::upstream(account, fault));
     }
     Ok(look)
-}
-
-async fn pump<S: UpstreamBody>(
-    mut upstream: S,
-    tx: mpsc::Sender<Bytes>,
-    lease: Lease,
-    mut shaper: Box<dyn EventShaper>,
-    opts: RelayOptions,
-    meter: Meter,
-    first: FirstLook,
-) {
-    let account = lease.account_label.clone();
-    let started = Instant::now();
-    let FirstLook {
-        mut decoder,
-        items,
-        ended,
-    } = first;
-    let mut last_upstream = Instant::now();
-    let mut out = BytesMut::new();
-    let mut last_sent = Instant::now();
-    shaper.preamble(&mut out);
-    for item in items {
-        shaper.on_item(item, &mut out, &account);
-    }
-    let mut ended_upstream = ended;
-    if ended {
-        finish_at_eof(&mut decoder, &mut *shaper, &mut out, &account);
-    }
-    if !out.is_empty() && tx.send(out.split().freeze()).await.is_err() {
-        // The client left before the first byte.
-        meter.finish(false, None);
-        return;
-    }
-    while !shaper.is_done() {
-        // Wake for whichever comes first: the next keep-alive or the end of
-        // the idle allowance.
-        let keepalive_in = opts.keepalive.saturating_sub(last_sent.elapsed());
-        let idle_in = opts.idle_timeout.saturating_sub(last_upstream.elapsed());
-        let next = tokio::select! {
-            biased;
-            () = tx.closed() => {
-                log::debug!("account {account}: client left the stream");
-                break;
-            }
-            next = tokio::time::timeout(keepalive_in.min(idle_in), upstream.next()) => next,
-        };
-        match next {
-            Err(_) if last_upstream.elapsed() >= opts.idle_timeout => {
-                let fault = UpstreamFault::Timeout(opts.idle_timeout);
-                shaper.fail(&GatewayError::upstream(&account, fault), &mut out);
-            }
-            Err(_) if last_sent.elapsed() >= opts.keepalive => {
-                out.extend_from_slice(shaper.keepalive())
-            }
-            Err(_) => {}
-            Ok(Some(Ok(bytes))) => {
-                last_upstream = Instant::now();
-                match decoder.feed(&bytes) {
-                    Ok(()) => {
-                        while let Some(item) = decoder.next_item() {
-                            shaper.on_item(item, &mut out, &account);
-                        }
-                    }
-                    Err(e) => {
-                        let fault = UpstreamFault::InvalidResponse(e.to_string());
-                        shaper.fail(&GatewayError::upstream(&account, fault), &mut out);
-                    }
-                }
-            }
-            Ok(Some(Err(e))) => {
-                let fault = UpstreamFault::StreamInterrupted(e.to_string());
-                shaper.fail(&GatewayError::upstream(&account, fault), &mut out);
-            }
-            Ok(None) => {
-                ended_upstream = true;
-                finish_at_eof(&mut decoder, &mut *shaper, &mut out, &account);
-            }
-        }
-        if !out.is_empty() {
-            let chunk = out.split().freeze();
-            // A client that stops reading blocks this send; give up after the
-            // idle timeout so the account's slot is not held forever.
-            match tokio::time::timeout(opts.idle_timeout, tx.send(chunk)).await {
-                Ok(Ok(())) => last_sent = Instant::now(),
-                Ok(Err(_)) => break,
-                Err(_) => {
-                    log::warn!("account {account}: client stopped reading; stream ended");
-                    break;
-                }
-            }
-        }
-    }
-    match shaper.error() {
-        Some(e) => log::warn!(
-            "account {account}: stream ended with an error after {} chunks: {e}",
-            shaper.chunks()
-        ),
-        None => log::debug!(
-            "account {account}: stream done, {} chunks in {:?}",
-            shaper.chunks(),
-            started.elapsed()
-        ),
-    }
-    drop(lease);
-    // The client's stream ends here (its last bytes are already queued).
-    drop(tx);
-    meter.finish(shaper.error().is_none(), shaper.usage());
-    // Only a stream that finished normally is worth keeping; one the client
-    // left is cut off upstream too.
-    if shaper.is_done() && shaper.error().is_none() && !ended_upstream {
-        drain(upstream).await;
-    }
-}
-
-/// After `data: [DONE]` only the end of the chunked body is left. Reading it
-/// lets the connection go back to the pool; dropping the body unread would
-/// close it and make the next request pay for a new TCP connection.
-async fn drain<S: UpstreamBody>(mut upstream: S) {
-    let mut left = DRAIN_LIMIT;
-    let read_rest = async {
-        while let Some(Ok(bytes)) = upstream.next().await {
-            left = left.saturating_sub(bytes.len());
-            if left == 0 {
-                break;
-            }
-        }
-    };
-    // An upstream that keeps sending after `[DONE]` is simply dropped.
-    let _ = tokio::time::timeout(DRAIN_WAIT, read_rest).await;
-}
-
-/// The upstream ended: the last unterminated line, then the end. awc reports
-/// a chunked body cut off at a chunk boundary as a clean end, so a stream
-/// without `[DONE]` is taken as truncated rather than complete.
-fn finish_at_eof(
-    decoder: &mut SseDecoder,
-    shaper: &mut dyn EventShaper,
-    out: &mut BytesMut,
-    account: &str,
-) {
-    if let Some(item) = decoder.finish() {
-        shaper.on_item(item, out, account);
-    }
-    if !shaper.is_done() {
-        let fault = UpstreamFault::StreamInterrupted(
-            "the upstream closed the stream before `data: [DONE]`".into(),
-        );
-        shaper.fail(&GatewayError::upstream(account, fault), out);
-    }
-    shaper.on_eof(out);
-}
-
-/// The client side of the pump's channel.
-struct EventStream(mpsc::Receiver<Bytes>);
-
-impl Stream for EventStream {
-    type Item = Result<Bytes, actix_web::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|item| item.map(Ok))
-    }
 }

@@ -1,0 +1,298 @@
+//! The client's side of a relayed stream: a response body that reads the
+//! upstream itself whenever actix-web asks for more, so an upstream chunk is
+//! decoded, shaped and handed to the client's connection in the same poll,
+//! with no task or channel in between.
+//!
+//! It owns the upstream reply, the account's slot (the lease) and the
+//! attempt's meter. The stream ends, releasing all three, when the upstream
+//! finishes, fails or is silent for the idle timeout; dropping the body
+//! (the client went away) cancels the upstream call and frees the slot. A
+//! client that stops reading stops the polling: its connection, and with it
+//! this body, is dropped after `IFLOW_CLIENT_STALL_TIMEOUT`.
+
+use super::{ReplyFormat, UpstreamBody};
+use crate::actors::upstream::Lease;
+use crate::error::GatewayError;
+use crate::http::meter::Meter;
+use crate::openai::sse::{SseDecoder, SseItem};
+use crate::openai::stream::EventShaper;
+use crate::profile::UpstreamFault;
+use actix_web::web::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+/// Upstream data read in one poll before the output is handed on, so a
+/// fast upstream cannot make one poll run unbounded.
+const BATCH_LIMIT: usize = 32 * 1024;
+
+/// What is read after a finished stream to keep its connection: at most
+/// this much, for at most this long.
+const DRAIN_LIMIT: usize = 16 * 1024;
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
+
+/// Timing rules of one relayed stream.
+pub struct Timing {
+    /// Upstream silence after which the stream fails.
+    pub idle_timeout: Duration,
+    /// Client silence after which a keep-alive comment is sent.
+    pub keepalive: Duration,
+}
+
+pub struct SseBody<S: UpstreamBody> {
+    /// `None` once the upstream ended or was handed to the drain task.
+    upstream: Option<S>,
+    decoder: SseDecoder,
+    shaper: Box<dyn EventShaper>,
+    /// Holds the account's slot until the stream ends.
+    lease: Option<Lease>,
+    /// Booked once, when the stream ends or the body is dropped.
+    meter: Option<Meter>,
+    account: Arc<str>,
+    out: BytesMut,
+    timing: Timing,
+    /// Wakes for a keep-alive or the idle timeout; re-armed only when it
+    /// fires, so a busy stream never touches the timer.
+    timer: Pin<Box<Sleep>>,
+    last_upstream: Instant,
+    last_sent: Instant,
+    upstream_ended: bool,
+    finished: bool,
+    started: Instant,
+}
+
+/// What was read before the reply head went out.
+pub struct Start {
+    pub decoder: SseDecoder,
+    pub items: Vec<SseItem>,
+    /// The upstream already ended.
+    pub ended: bool,
+}
+
+impl<S: UpstreamBody> SseBody<S> {
+    pub fn new(
+        upstream: S,
+        lease: Lease,
+        format: &ReplyFormat,
+        preserve_reasoning: bool,
+        timing: Timing,
+        meter: Meter,
+        start: Start,
+    ) -> Self {
+        let mut shaper = super::shaper_for(format, lease.profile, preserve_reasoning);
+        let account = lease.account_label.clone();
+        let now = Instant::now();
+        let mut out = BytesMut::new();
+        shaper.preamble(&mut out);
+        let Start {
+            mut decoder,
+            items,
+            ended,
+        } = start;
+        for item in items {
+            shaper.on_item(item, &mut out, &account);
+        }
+        if ended {
+            finish_at_eof(&mut decoder, &mut *shaper, &mut out, &account);
+        }
+        let first_wake = now + timing.keepalive.min(timing.idle_timeout);
+        Self {
+            upstream: Some(upstream),
+            decoder,
+            shaper,
+            lease: Some(lease),
+            meter: Some(meter),
+            account,
+            out,
+            timing,
+            timer: Box::pin(tokio::time::sleep_until(first_wake)),
+            last_upstream: now,
+            last_sent: now,
+            upstream_ended: ended,
+            finished: false,
+            started: now,
+        }
+    }
+
+    /// Reads what the upstream has ready into `out`; stops at the end of
+    /// the stream, when nothing is ready, or after a batch.
+    fn read_upstream(&mut self, cx: &mut Context<'_>) {
+        let Some(upstream) = self.upstream.as_mut() else {
+            return;
+        };
+        let mut read = 0;
+        while !self.shaper.is_done() && read < BATCH_LIMIT {
+            match upstream.poll_next_unpin(cx) {
+                Poll::Pending => return,
+                Poll::Ready(Some(Ok(bytes))) => {
+                    self.last_upstream = Instant::now();
+                    read += bytes.len();
+                    match self.decoder.feed(&bytes) {
+                        Ok(()) => {
+                            while let Some(item) = self.decoder.next_item() {
+                                self.shaper.on_item(item, &mut self.out, &self.account);
+                            }
+                        }
+                        Err(e) => {
+                            let fault = UpstreamFault::InvalidResponse(e.to_string());
+                            fail(&mut *self.shaper, &mut self.out, &self.account, fault);
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let fault = UpstreamFault::StreamInterrupted(e.to_string());
+                    fail(&mut *self.shaper, &mut self.out, &self.account, fault);
+                }
+                Poll::Ready(None) => {
+                    self.upstream_ended = true;
+                    finish_at_eof(
+                        &mut self.decoder,
+                        &mut *self.shaper,
+                        &mut self.out,
+                        &self.account,
+                    );
+                }
+            }
+        }
+    }
+
+    /// The idle timer fired: fail a silent upstream, keep a quiet client's
+    /// connection alive, and arm the timer for the next check.
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        if now >= self.last_upstream + self.timing.idle_timeout {
+            let fault = UpstreamFault::Timeout(self.timing.idle_timeout);
+            fail(&mut *self.shaper, &mut self.out, &self.account, fault);
+            return;
+        }
+        if now >= self.last_sent + self.timing.keepalive {
+            self.out.extend_from_slice(self.shaper.keepalive());
+        }
+        let next = (self.last_upstream + self.timing.idle_timeout)
+            .min(now.max(self.last_sent) + self.timing.keepalive);
+        self.timer.as_mut().reset(next);
+    }
+
+    /// The stream is over: free the slot, book the attempt, and let a
+    /// finished upstream connection go back to the pool.
+    fn end(&mut self, cx: &mut Context<'_>) {
+        self.finished = true;
+        drop(self.lease.take());
+        let clean = self.shaper.error().is_none();
+        match self.shaper.error() {
+            Some(e) => log::warn!(
+                "account {}: stream ended with an error after {} chunks: {e}",
+                self.account,
+                self.shaper.chunks()
+            ),
+            None => log::debug!(
+                "account {}: stream done, {} chunks in {:?}",
+                self.account,
+                self.shaper.chunks(),
+                self.started.elapsed()
+            ),
+        }
+        if let Some(meter) = self.meter.take() {
+            meter.finish(clean, self.shaper.usage());
+        }
+        let upstream = self.upstream.take();
+        if clean
+            && !self.upstream_ended
+            && let Some(mut upstream) = upstream
+        {
+            // The end of the body usually came with `[DONE]`: then the
+            // connection is back in the pool now, without a task.
+            if !matches!(upstream.poll_next_unpin(cx), Poll::Ready(None)) {
+                actix_web::rt::spawn(drain(upstream));
+            }
+        }
+    }
+}
+
+impl<S: UpstreamBody> Stream for SseBody<S> {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        loop {
+            this.read_upstream(cx);
+            if this.out.is_empty() && !this.shaper.is_done() {
+                match this.timer.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => this.on_timer(),
+                }
+            }
+            if this.shaper.is_done() {
+                this.end(cx);
+            }
+            if !this.out.is_empty() {
+                this.last_sent = Instant::now();
+                return Poll::Ready(Some(Ok(this.out.split().freeze())));
+            }
+            if this.finished {
+                return Poll::Ready(None);
+            }
+        }
+    }
+}
+
+impl<S: UpstreamBody> Drop for SseBody<S> {
+    /// Dropped before its end: the client went away. The upstream reply and
+    /// the slot go with it; the attempt is booked as it stood.
+    fn drop(&mut self) {
+        if let Some(meter) = self.meter.take() {
+            log::debug!("account {}: client left the stream", self.account);
+            meter.finish(self.shaper.error().is_none(), self.shaper.usage());
+        }
+    }
+}
+
+/// Ends the client's stream with the upstream's fault.
+fn fail(shaper: &mut dyn EventShaper, out: &mut BytesMut, account: &str, fault: UpstreamFault) {
+    shaper.fail(&GatewayError::upstream(account, fault), out);
+}
+
+/// The upstream ended: the last unterminated line, then the end. awc reports
+/// a chunked body cut off at a chunk boundary as a clean end, so a stream
+/// without `[DONE]` is taken as truncated rather than complete.
+pub fn finish_at_eof(
+    decoder: &mut SseDecoder,
+    shaper: &mut dyn EventShaper,
+    out: &mut BytesMut,
+    account: &str,
+) {
+    if let Some(item) = decoder.finish() {
+        shaper.on_item(item, out, account);
+    }
+    if !shaper.is_done() {
+        let fault = UpstreamFault::StreamInterrupted(
+            "the upstream closed the stream before `data: [DONE]`".into(),
+        );
+        shaper.fail(&GatewayError::upstream(account, fault), out);
+    }
+    shaper.on_eof(out);
+}
+
+/// After `data: [DONE]` only the end of the chunked body is left. Reading it
+/// lets the connection go back to the pool; dropping the body unread would
+/// close it and make the next request pay for a new TCP connection.
+async fn drain<S: UpstreamBody>(mut upstream: S) {
+    let mut left = DRAIN_LIMIT;
+    let read_rest = async {
+        while let Some(Ok(bytes)) = upstream.next().await {
+            left = left.saturating_sub(bytes.len());
+            if left == 0 {
+                break;
+            }
+        }
+    };
+    // An upstream that keeps sending after `[DONE]` is simply dropped.
+    let _ = tokio::time::timeout(DRAIN_WAIT, read_rest).await;
+}
