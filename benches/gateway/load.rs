@@ -54,8 +54,15 @@ pub fn request_bytes(target: &Target, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Runs one phase on its own thread and runtime.
-pub fn run(target: Target, body: String, concurrency: usize, duration: Duration) -> PhaseResult {
+/// Runs one phase on its own thread and runtime. Connection `i` sends its
+/// first request `spread * i / concurrency` after the start.
+pub fn run(
+    target: Target,
+    body: String,
+    concurrency: usize,
+    duration: Duration,
+    spread: Duration,
+) -> PhaseResult {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -67,10 +74,12 @@ pub fn run(target: Target, body: String, concurrency: usize, duration: Duration)
             let started = Instant::now();
             let deadline = started + duration;
             let mut tasks = Vec::new();
-            for _ in 0..concurrency {
+            for i in 0..concurrency {
                 let request = request.clone();
                 let addr = target.addr;
+                let offset = spread.mul_f64(i as f64 / concurrency as f64);
                 tasks.push(tokio::task::spawn_local(async move {
+                    tokio::time::sleep(offset).await;
                     worker(addr, &request, deadline).await
                 }));
             }

@@ -26,6 +26,10 @@ pub struct Scenario {
     pub model: &'static str,
     pub stream: bool,
     pub concurrency: usize,
+    /// The connections' first requests are spread evenly over this long
+    /// (one paced stream's length), so streams arrive steadily instead of
+    /// all at once; `BENCH_BURST=1` starts them together.
+    pub spread: Duration,
 }
 
 const SCENARIOS: &[Scenario] = &[
@@ -34,30 +38,35 @@ const SCENARIOS: &[Scenario] = &[
         model: "bench-ns",
         stream: false,
         concurrency: 1,
+        spread: Duration::ZERO,
     },
     Scenario {
         name: "non-stream, concurrency 64",
         model: "bench-ns",
         stream: false,
         concurrency: 64,
+        spread: Duration::ZERO,
     },
     Scenario {
         name: "20-chunk stream, concurrency 64",
         model: "bench-s20",
         stream: true,
         concurrency: 64,
+        spread: Duration::ZERO,
     },
     Scenario {
         name: "50 ms-paced stream, concurrency 256",
         model: "bench-s50",
         stream: true,
         concurrency: 256,
+        spread: Duration::from_secs(1),
     },
     Scenario {
         name: "50 ms-paced stream, concurrency 1000",
         model: "bench-s50",
         stream: true,
         concurrency: 1000,
+        spread: Duration::from_secs(1),
     },
 ];
 
@@ -187,12 +196,14 @@ fn main() {
         body(&SCENARIOS[1]),
         64,
         Duration::from_millis(500),
+        Duration::ZERO,
     );
     load::run(
         direct.clone(),
         body(&SCENARIOS[1]),
         64,
         Duration::from_millis(500),
+        Duration::ZERO,
     );
 
     // BENCH_ONLY=2 runs just scenario 2 (1-based), e.g. to profile it.
@@ -231,12 +242,12 @@ fn main() {
         for _round in 0..2 {
             merge(
                 &mut m.direct,
-                load::run(direct.clone(), body(s), s.concurrency, phase),
+                load::run(direct.clone(), body(s), s.concurrency, phase, spread(s)),
             );
             let before = procfs::cpu(gw_pid);
             merge(
                 &mut m.gateway,
-                load::run(through.clone(), body(s), s.concurrency, phase),
+                load::run(through.clone(), body(s), s.concurrency, phase, spread(s)),
             );
             m.gateway_cpu += procfs::cpu(gw_pid).saturating_sub(before);
             if let Some(n) = &nginx {
@@ -246,7 +257,7 @@ fn main() {
                     path: "/v1/chat/completions".into(),
                     bearer: None,
                 };
-                let r = load::run(target, body(s), s.concurrency, phase);
+                let r = load::run(target, body(s), s.concurrency, phase, spread(s));
                 *m.nginx_cpu.get_or_insert(Duration::ZERO) +=
                     procfs::cpu(n.pid()).saturating_sub(before);
                 merge(m.nginx.get_or_insert_with(PhaseResult::default), r);
@@ -280,6 +291,16 @@ fn main() {
         }
         println!("benchmark smoke test passed (run `cargo bench --bench gateway` to measure)");
     }
+}
+
+/// How the scenario's connections start: spread (the default) or, with
+/// `BENCH_BURST=1`, all at once.
+pub fn spread(s: &Scenario) -> Duration {
+    if burst() { Duration::ZERO } else { s.spread }
+}
+
+pub fn burst() -> bool {
+    std::env::var("BENCH_BURST").is_ok_and(|v| v == "1")
 }
 
 fn merge(into: &mut PhaseResult, r: PhaseResult) {

@@ -142,6 +142,14 @@ pub fn markdown(
     );
     for (s, m) in scenarios.iter().zip(results) {
         let _ = writeln!(out, "## {}\n", s.name);
+        let spread = crate::spread(s);
+        if !spread.is_zero() {
+            let _ = writeln!(
+                out,
+                "Connections start spread evenly over {} ms (`BENCH_BURST=1`: all at once).\n",
+                spread.as_millis()
+            );
+        }
         let _ = writeln!(
             out,
             "| target | req/s | p50 ms | p99 ms | p99.9 ms | TTFB p50 / p99 ms | CPU µs/req | errors |"
@@ -255,6 +263,7 @@ pub fn json(
             json!({
                 "scenario": s.name,
                 "concurrency": s.concurrency,
+                "start_spread_ms": crate::spread(s).as_millis(),
                 "stream": s.stream,
                 "direct": phase_json(&m.direct, None),
                 "gateway": phase_json(&m.gateway, Some(m.gateway_cpu)),
