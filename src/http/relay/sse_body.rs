@@ -119,15 +119,19 @@ impl<S: UpstreamBody> SseBody<S> {
     }
 
     /// Reads what the upstream has ready into `out`; stops at the end of
-    /// the stream, when nothing is ready, or after a batch.
-    fn read_upstream(&mut self, cx: &mut Context<'_>) {
+    /// the stream, when nothing is ready, or after a batch. True when it
+    /// stopped for the batch limit with more perhaps ready (no waker set).
+    fn read_upstream(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(upstream) = self.upstream.as_mut() else {
-            return;
+            return false;
         };
         let mut read = 0;
-        while !self.shaper.is_done() && read < BATCH_LIMIT {
+        while !self.shaper.is_done() {
+            if read >= BATCH_LIMIT {
+                return true;
+            }
             match upstream.poll_next_unpin(cx) {
-                Poll::Pending => return,
+                Poll::Pending => return false,
                 Poll::Ready(Some(Ok(bytes))) => {
                     self.last_upstream = Instant::now();
                     read += bytes.len();
@@ -158,6 +162,7 @@ impl<S: UpstreamBody> SseBody<S> {
                 }
             }
         }
+        false
     }
 
     /// The idle timer fired: fail a silent upstream, keep a quiet client's
@@ -222,7 +227,13 @@ impl<S: UpstreamBody> Stream for SseBody<S> {
             return Poll::Ready(None);
         }
         loop {
-            this.read_upstream(cx);
+            let more = this.read_upstream(cx);
+            if more && this.out.is_empty() {
+                // A whole batch gave the client nothing (withheld or skipped
+                // events): let other connections run, then read on.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             if this.out.is_empty() && !this.shaper.is_done() {
                 match this.timer.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
@@ -295,4 +306,189 @@ async fn drain<S: UpstreamBody>(mut upstream: S) {
     };
     // An upstream that keeps sending after `[DONE]` is simply dropped.
     let _ = tokio::time::timeout(DRAIN_WAIT, read_rest).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::registry::UsageLedger;
+    use crate::actors::upstream::{SlotPermit, SlotStats};
+    use crate::metrics::Metrics;
+    use crate::profile::Profile;
+    use crate::store::AuthType;
+    use awc::error::PayloadError;
+    use futures::stream::{self, BoxStream};
+    use tokio::sync::Semaphore;
+
+    type Upstream = BoxStream<'static, Result<Bytes, PayloadError>>;
+
+    const EVENT: &str = r#"{"choices":[{"index":0,"delta":{"content":"hi"}}]}"#;
+
+    /// A body over `upstream`, with its slot and ledger to look at.
+    struct Rig {
+        body: SseBody<Upstream>,
+        stats: Arc<SlotStats>,
+        ledger: Arc<UsageLedger>,
+    }
+
+    fn rig(upstream: Upstream, idle_timeout: Duration, keepalive: Duration) -> Rig {
+        let slots = Arc::new(Semaphore::new(1));
+        let stats = Arc::new(SlotStats::default());
+        let ledger = Arc::new(UsageLedger::default());
+        let lease = Lease {
+            permit: SlotPermit::try_take(&slots, &stats).expect("a free slot"),
+            account_label: Arc::from("acc"),
+            profile: Profile::Iflow,
+            credentials_auth: AuthType::Iflow,
+            url: Arc::from("http://127.0.0.1:9/v1/chat/completions"),
+            uri: None,
+            headers: Vec::new(),
+        };
+        let meter = Meter::new(
+            Arc::new(Metrics::default()),
+            ledger.clone(),
+            Arc::from("acc"),
+            Arc::from("-"),
+            Arc::from("glm-5"),
+            std::time::Instant::now(),
+            Duration::ZERO,
+            None,
+        );
+        let start = Start {
+            decoder: SseDecoder::new(1 << 20),
+            items: Vec::new(),
+            ended: false,
+        };
+        let format = ReplyFormat::OpenAi { wants_usage: false };
+        let timing = Timing {
+            idle_timeout,
+            keepalive,
+        };
+        let body = SseBody::new(upstream, lease, &format, true, timing, meter, start);
+        Rig {
+            body,
+            stats,
+            ledger,
+        }
+    }
+
+    fn chunks(parts: Vec<String>) -> Upstream {
+        stream::iter(parts.into_iter().map(|p| Ok(Bytes::from(p)))).boxed()
+    }
+
+    /// Everything the client would get, or `None` if the body stalls.
+    async fn collect(body: &mut SseBody<Upstream>) -> Option<String> {
+        let read_all = async {
+            let mut text = String::new();
+            while let Some(chunk) = body.next().await {
+                text.push_str(std::str::from_utf8(&chunk.expect("no body error")).unwrap());
+            }
+            text
+        };
+        tokio::time::timeout(Duration::from_secs(5), read_all)
+            .await
+            .ok()
+    }
+
+    #[actix_rt::test]
+    async fn relays_events_then_frees_the_slot_and_books_the_attempt() {
+        let upstream = chunks(vec![
+            format!("data: {EVENT}\n\ndata: {EVENT}"),
+            "\n\ndata: [DONE]\n\n".into(),
+        ]);
+        let mut r = rig(upstream, Duration::from_secs(60), Duration::from_secs(60));
+        assert_eq!(r.stats.in_flight(), 1);
+        let text = collect(&mut r.body).await.expect("the stream ends");
+        assert_eq!(
+            text,
+            format!("data: {EVENT}\n\ndata: {EVENT}\n\ndata: [DONE]\n\n")
+        );
+        assert_eq!(r.stats.in_flight(), 0, "slot still held after the end");
+        let rows = r.ledger.snapshot();
+        assert_eq!((rows.len(), rows[0].requests, rows[0].errors), (1, 1, 0));
+    }
+
+    /// Records whether it was woken.
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl futures::task::ArcWake for Flag {
+        fn wake_by_ref(arc_self: &Arc<Self>) {
+            arc_self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_batch_of_skipped_events_does_not_stall_the_stream() {
+        // More than a batch of events the client never sees (not JSON), all
+        // ready at once, then a real event. The upstream sets no waker when
+        // a batch stops the reading, so a `Pending` answer must come with a
+        // wake-up of its own, or nothing would poll the body again.
+        let mut parts: Vec<String> = (0..40)
+            .map(|i| format!("data: not json {i} {}\n\n", "x".repeat(1000)))
+            .collect();
+        parts.push(format!("data: {EVENT}\n\ndata: [DONE]\n\n"));
+        let mut r = rig(
+            chunks(parts),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        let waker = futures::task::waker(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut text = String::new();
+        for _ in 0..100 {
+            match Pin::new(&mut r.body).poll_next(&mut cx) {
+                Poll::Ready(Some(chunk)) => {
+                    text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+                }
+                Poll::Ready(None) => break,
+                Poll::Pending => assert!(
+                    flag.0.swap(false, std::sync::atomic::Ordering::SeqCst),
+                    "Pending with the upstream ready and no wake-up: the stream stalls"
+                ),
+            }
+        }
+        assert_eq!(text, format!("data: {EVENT}\n\ndata: [DONE]\n\n"));
+    }
+
+    #[actix_rt::test]
+    async fn a_silent_upstream_gets_keepalives_then_the_idle_timeout() {
+        let upstream = stream::iter(vec![Ok(Bytes::from(format!("data: {EVENT}\n\n")))])
+            .chain(stream::pending())
+            .boxed();
+        let mut r = rig(
+            upstream,
+            Duration::from_millis(400),
+            Duration::from_millis(100),
+        );
+        let text = collect(&mut r.body)
+            .await
+            .expect("the idle timeout ends it");
+        assert!(
+            text.starts_with(&format!("data: {EVENT}\n\n: keep-alive\n\n")),
+            "{text}"
+        );
+        assert!(text.contains("\"code\":\"upstream_timeout\""), "{text}");
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        assert_eq!(r.stats.in_flight(), 0);
+        assert_eq!(r.ledger.snapshot()[0].errors, 1);
+    }
+
+    #[actix_rt::test]
+    async fn dropping_the_body_frees_the_slot_and_books_the_attempt() {
+        let upstream = stream::iter(vec![Ok(Bytes::from(format!("data: {EVENT}\n\n")))])
+            .chain(stream::pending())
+            .boxed();
+        let mut r = rig(upstream, Duration::from_secs(60), Duration::from_secs(60));
+        let first = r.body.next().await.expect("a first chunk").unwrap();
+        assert_eq!(first, format!("data: {EVENT}\n\n").as_bytes());
+        assert_eq!(r.stats.in_flight(), 1);
+        drop(r.body);
+        assert_eq!(
+            r.stats.in_flight(),
+            0,
+            "the client left but the slot is held"
+        );
+        assert_eq!(r.ledger.snapshot()[0].requests, 1);
+    }
 }
