@@ -327,3 +327,26 @@ fn count_tokens_is_positive_grows_with_the_input_and_never_calls_upstream() {
     assert!(long > short * 20, "{short} → {long}");
     assert!(s.mock.requests().is_empty());
 }
+
+#[test]
+fn thinking_is_replayed_to_iflow_but_not_to_an_openai_compatible_upstream() {
+    let turn = json!({"model": MODEL, "max_tokens": 1024, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "Let me think.", "signature": "sig-1"},
+            {"type": "text", "text": "Hello!"}]},
+        {"role": "user", "content": "and now?"}]});
+    let replayed = json!({"role": "assistant", "content": "Hello!",
+                          "reasoning_content": "Let me think.", "signature": "sig-1"});
+    let plain = json!({"role": "assistant", "content": "Hello!"});
+    for (kind, expected) in [("iflow", replayed), ("openai", plain)] {
+        let s = common::setup_kind(kind, &[]);
+        let resp = messages(s.gw.addr, &s.account, &turn);
+        assert_eq!(resp.status, 200, "{kind}: {}", resp.text());
+        assert_eq!(
+            s.mock.last_request().body["messages"][1],
+            expected,
+            "{kind} account"
+        );
+    }
+}

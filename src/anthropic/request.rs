@@ -249,6 +249,25 @@ fn image_url(source: Option<&Value>) -> Option<String> {
     }
 }
 
+/// Removes the thinking replay (`reasoning_content`, `signature`) from
+/// translated assistant messages. The iFlow API takes them back as the
+/// official client sends them; a plain OpenAI-compatible upstream may not
+/// (OpenAI has no such fields, and DeepSeek refuses `reasoning_content` in
+/// a request), so an `openai` account gets the turns without them.
+pub fn drop_replayed_thinking(body: &mut Map<String, Value>) {
+    let Some(Value::Array(messages)) = body.get_mut("messages") else {
+        return;
+    };
+    for message in messages {
+        if message.get("role").and_then(Value::as_str) == Some("assistant")
+            && let Value::Object(fields) = message
+        {
+            fields.shift_remove("reasoning_content");
+            fields.shift_remove("signature");
+        }
+    }
+}
+
 /// An assistant turn: text → content, thinking → `reasoning_content` and
 /// `signature` (as the official client replays them), tool_use →
 /// `tool_calls`. Several thinking blocks: their texts are joined and the

@@ -102,6 +102,9 @@ pub async fn run(
     } else {
         1
     };
+    // Fields only the Anthropic translation adds: what the iFlow profile
+    // replays, and what a plain OpenAI-compatible upstream must not get.
+    let translated = anthropic.is_some();
     let format = match anthropic {
         Some(echo) => ReplyFormat::Anthropic(echo),
         None => ReplyFormat::OpenAi {
@@ -163,7 +166,7 @@ pub async fn run(
             state.metrics.failover();
         }
         tag(req, Some(handle.label.clone()), None);
-        let (body, sent_model) = body_for(&mut bodies, &chat, &lease)?;
+        let (body, sent_model) = body_for(&mut bodies, &chat, &lease, translated)?;
         let run = state
             .telemetry
             .as_ref()
@@ -254,11 +257,13 @@ pub async fn run(
 }
 
 /// The rewritten body for the lease's profile (made once per profile), and
-/// the model name it carries.
+/// the model name it carries. `translated`: the body was made from an
+/// Anthropic request.
 fn body_for(
     bodies: &mut Vec<((Profile, AuthType), Bytes, Arc<str>)>,
     chat: &ChatRequest,
     lease: &Lease,
+    translated: bool,
 ) -> Result<(Bytes, Arc<str>), GatewayError> {
     let slot = (lease.profile, lease.credentials_auth);
     if let Some((_, body, model)) = bodies.iter().find(|(k, _, _)| *k == slot) {
@@ -271,6 +276,9 @@ fn body_for(
         chat.stream,
         chat.thinking,
     );
+    if translated && lease.profile == Profile::OpenAi {
+        crate::anthropic::request::drop_replayed_thinking(&mut body);
+    }
     let model: Arc<str> = Arc::from(
         body.get("model")
             .and_then(|m| m.as_str())
