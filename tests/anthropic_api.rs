@@ -329,7 +329,7 @@ fn count_tokens_is_positive_grows_with_the_input_and_never_calls_upstream() {
 }
 
 #[test]
-fn thinking_is_replayed_to_iflow_but_not_to_an_openai_compatible_upstream() {
+fn thinking_signature_is_replayed_to_iflow_but_not_to_an_openai_compatible_upstream() {
     let turn = json!({"model": MODEL, "max_tokens": 1024, "messages": [
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": [
@@ -338,7 +338,8 @@ fn thinking_is_replayed_to_iflow_but_not_to_an_openai_compatible_upstream() {
         {"role": "user", "content": "and now?"}]});
     let replayed = json!({"role": "assistant", "content": "Hello!",
                           "reasoning_content": "Let me think.", "signature": "sig-1"});
-    let plain = json!({"role": "assistant", "content": "Hello!"});
+    let plain = json!({"role": "assistant", "content": "Hello!",
+                       "reasoning_content": "Let me think."});
     for (kind, expected) in [("iflow", replayed), ("openai", plain)] {
         let s = common::setup_kind(kind, &[]);
         let resp = messages(s.gw.addr, &s.account, &turn);

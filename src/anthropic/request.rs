@@ -249,12 +249,13 @@ fn image_url(source: Option<&Value>) -> Option<String> {
     }
 }
 
-/// Removes the thinking replay (`reasoning_content`, `signature`) from
-/// translated assistant messages. The iFlow API takes them back as the
-/// official client sends them; a plain OpenAI-compatible upstream may not
-/// (OpenAI has no such fields, and DeepSeek refuses `reasoning_content` in
-/// a request), so an `openai` account gets the turns without them.
-pub fn drop_replayed_thinking(body: &mut Map<String, Value>) {
+/// Removes the thinking signature from translated assistant messages. The
+/// iFlow API takes it back as the official client sends it; a plain
+/// OpenAI-compatible API has no such field, so an `openai` account gets the
+/// turns without it. `reasoning_content` stays: OpenAI-compatible reasoning
+/// APIs read it back (DeepSeek's thinking mode needs it on turns that
+/// called tools).
+pub fn drop_thinking_signature(body: &mut Map<String, Value>) {
     let Some(Value::Array(messages)) = body.get_mut("messages") else {
         return;
     };
@@ -262,7 +263,6 @@ pub fn drop_replayed_thinking(body: &mut Map<String, Value>) {
         if message.get("role").and_then(Value::as_str) == Some("assistant")
             && let Value::Object(fields) = message
         {
-            fields.shift_remove("reasoning_content");
             fields.shift_remove("signature");
         }
     }

@@ -102,8 +102,8 @@ pub async fn run(
     } else {
         1
     };
-    // Fields only the Anthropic translation adds: what the iFlow profile
-    // replays, and what a plain OpenAI-compatible upstream must not get.
+    // The Anthropic translation adds a field only the iFlow profile takes
+    // (the thinking signature).
     let translated = anthropic.is_some();
     let format = match anthropic {
         Some(echo) => ReplyFormat::Anthropic(echo),
@@ -277,7 +277,7 @@ fn body_for(
         chat.thinking,
     );
     if translated && lease.profile == Profile::OpenAi {
-        crate::anthropic::request::drop_replayed_thinking(&mut body);
+        crate::anthropic::request::drop_thinking_signature(&mut body);
     }
     let model: Arc<str> = Arc::from(
         body.get("model")

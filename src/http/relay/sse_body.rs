@@ -61,6 +61,9 @@ pub struct SseBody<S: UpstreamBody> {
     last_upstream: Instant,
     last_sent: Instant,
     upstream_ended: bool,
+    /// Something reached the client (a client leaving before that is an
+    /// unfinished attempt).
+    sent_any: bool,
     finished: bool,
     started: Instant,
 }
@@ -113,6 +116,7 @@ impl<S: UpstreamBody> SseBody<S> {
             last_upstream: now,
             last_sent: now,
             upstream_ended: ended,
+            sent_any: false,
             finished: false,
             started: now,
         }
@@ -176,9 +180,11 @@ impl<S: UpstreamBody> SseBody<S> {
         }
         if now >= self.last_sent + self.timing.keepalive {
             self.out.extend_from_slice(self.shaper.keepalive());
+            self.last_sent = now;
         }
+        // Both deadlines are later than now, so the timer cannot spin.
         let next = (self.last_upstream + self.timing.idle_timeout)
-            .min(now.max(self.last_sent) + self.timing.keepalive);
+            .min(self.last_sent + self.timing.keepalive);
         self.timer.as_mut().reset(next);
     }
 
@@ -245,6 +251,7 @@ impl<S: UpstreamBody> Stream for SseBody<S> {
             }
             if !this.out.is_empty() {
                 this.last_sent = Instant::now();
+                this.sent_any = true;
                 return Poll::Ready(Some(Ok(this.out.split().freeze())));
             }
             if this.finished {
@@ -256,11 +263,13 @@ impl<S: UpstreamBody> Stream for SseBody<S> {
 
 impl<S: UpstreamBody> Drop for SseBody<S> {
     /// Dropped before its end: the client went away. The upstream reply and
-    /// the slot go with it; the attempt is booked as it stood.
+    /// the slot go with it; the attempt is booked as it stood (failed if
+    /// the client got nothing).
     fn drop(&mut self) {
         if let Some(meter) = self.meter.take() {
             log::debug!("account {}: client left the stream", self.account);
-            meter.finish(self.shaper.error().is_none(), self.shaper.usage());
+            let ok = self.sent_any && self.shaper.error().is_none();
+            meter.finish(ok, self.shaper.usage());
         }
     }
 }
@@ -490,5 +499,75 @@ mod tests {
             "the client left but the slot is held"
         );
         assert_eq!(r.ledger.snapshot()[0].requests, 1);
+    }
+
+    #[actix_rt::test]
+    async fn the_keepalive_comes_one_interval_after_the_last_output() {
+        // The first event arrives half an interval after the body was made,
+        // so the timer's first firing finds no keep-alive due yet; the next
+        // must then come one interval after that event, not two.
+        let keepalive = Duration::from_millis(500);
+        let first = stream::once(async {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            Ok(Bytes::from(format!("data: {EVENT}\n\n")))
+        });
+        let upstream = first.chain(stream::pending()).boxed();
+        let mut r = rig(upstream, Duration::from_secs(60), keepalive);
+        let event = r.body.next().await.expect("the first event").unwrap();
+        assert_eq!(event, format!("data: {EVENT}\n\n").as_bytes());
+        let sent = std::time::Instant::now();
+        let ping = r.body.next().await.expect("a keep-alive").unwrap();
+        assert_eq!(ping, ": keep-alive\n\n".as_bytes());
+        let silence = sent.elapsed();
+        assert!(
+            silence < keepalive + Duration::from_millis(150),
+            "the client heard nothing for {silence:?} with a {keepalive:?} keep-alive"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_finished_stream_reads_the_rest_of_the_upstream_body() {
+        // `[DONE]`, then the end of the chunked body comes a little later:
+        // the client's stream ends at once, and the rest is still read so
+        // the connection can go back to the pool.
+        let drained = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = drained.clone();
+        let late_end = stream::once(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Bytes::new())
+        })
+        .chain(stream::poll_fn(move |_| {
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            Poll::Ready(None)
+        }));
+        let upstream = chunks(vec![format!("data: {EVENT}\n\ndata: [DONE]\n\n")])
+            .chain(late_end)
+            .boxed();
+        let mut r = rig(upstream, Duration::from_secs(60), Duration::from_secs(60));
+        let text = collect(&mut r.body).await.expect("the stream ends");
+        assert_eq!(text, format!("data: {EVENT}\n\ndata: [DONE]\n\n"));
+        assert!(!drained.load(std::sync::atomic::Ordering::SeqCst));
+        for _ in 0..100 {
+            if drained.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the upstream body was not read to its end after [DONE]");
+    }
+
+    #[actix_rt::test]
+    async fn a_client_leaving_before_any_byte_is_booked_as_a_failure() {
+        let mut r = rig(
+            stream::pending().boxed(),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        let nothing = tokio::time::timeout(Duration::from_millis(50), r.body.next()).await;
+        assert!(nothing.is_err(), "a silent upstream produced output");
+        drop(r.body);
+        let rows = r.ledger.snapshot();
+        assert_eq!((rows[0].requests, rows[0].errors), (1, 1));
+        assert_eq!(r.stats.in_flight(), 0);
     }
 }
