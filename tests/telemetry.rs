@@ -72,14 +72,8 @@ fn a_chat_request_sends_page_view_run_started_and_run_finished() {
                 .map(str::to_string)
         })
         .unwrap();
-    // The cna cookie is fetched at start; the page view needs it.
-    assert_eq!(
-        capture
-            .wait_for(1, Duration::from_secs(5), |r| r.method == "GET")
-            .len(),
-        1
-    );
-
+    // The cna cookie is fetched at start and the page view needs it; a chat
+    // sent at once, maybe before the fetch is answered, still gets one.
     assert_eq!(chat(gw.addr, &uuid, &user_body("glm-5", "hi")).status, 200);
     let mut events = capture.wait_for(3, Duration::from_secs(5), |r| {
         r.method == "POST" && !r.path.contains("chat")

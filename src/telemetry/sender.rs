@@ -5,11 +5,25 @@ use super::TelemetrySettings;
 use super::events::{self, ClientFacts, RunContext};
 use serde_json::Value;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// No event may take longer than this; nobody waits for it anyway.
 const SEND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a page view waits for the `cna` fetch still under way at start
+/// (the fetch itself gives up after `SEND_TIMEOUT`).
+const CNA_WAIT: Duration = Duration::from_secs(5);
+
+/// Where the `cna` cookie stands.
+#[derive(Clone, PartialEq)]
+enum Cna {
+    /// The fetch at start has not answered yet.
+    Pending,
+    Known(String),
+    /// The collector gave none (or could not be reached).
+    Missing,
+}
 
 /// The headers Node's fetch (undici) adds to every request of the official
 /// client's telemetry (protocol sections 2.2 and 9.1).
@@ -29,7 +43,7 @@ pub struct Telemetry {
     facts: ClientFacts,
     language: String,
     /// The `cna` cookie from `v.gif`; without it no page view is sent.
-    cna: OnceLock<String>,
+    cna: tokio::sync::watch::Sender<Cna>,
 }
 
 /// One model call's telemetry, from `run_started` on.
@@ -72,7 +86,7 @@ impl Telemetry {
             user_id,
             facts,
             language,
-            cna: OnceLock::new(),
+            cna: tokio::sync::watch::Sender::new(Cna::Pending),
         }))
     }
 
@@ -81,6 +95,7 @@ impl Telemetry {
         let request = node_fetch(client.get(&self.settings.telemetry_pv_url)).send();
         let Ok(resp) = request.await else {
             log::debug!("telemetry: no cna cookie (collector unreachable)");
+            self.cna.send_replace(Cna::Missing);
             return;
         };
         let cna = resp
@@ -92,12 +107,11 @@ impl Telemetry {
                     .map(|rest| rest.split(';').next().unwrap_or_default().to_string())
             })
             .filter(|c| !c.is_empty());
-        if let Some(cna) = cna {
-            let _ = self.cna.set(cna);
-        }
+        self.cna.send_replace(cna.map_or(Cna::Missing, Cna::Known));
     }
 
-    /// Sends the page view (when a `cna` is known) and `run_started`.
+    /// Sends the page view (once a `cna` is known: a request right after
+    /// start waits for the fetch under way) and `run_started`.
     pub fn start(
         self: &Arc<Self>,
         client: &awc::Client,
@@ -130,9 +144,22 @@ impl Telemetry {
             user_id: self.user_id.clone(),
             observation_id: events::observation_id(),
         };
-        if let Some(cna) = self.cna.get() {
-            let body = events::page_view(cna, &self.user_id, &self.facts, &self.language);
-            send_text(client, &self.settings.telemetry_pv_url, body);
+        let current = self.cna.borrow().clone();
+        match current {
+            Cna::Known(cna) => self.page_view(client, &cna),
+            Cna::Missing => {}
+            Cna::Pending => {
+                let (telemetry, client) = (self.clone(), client.clone());
+                let mut cna = self.cna.subscribe();
+                actix_web::rt::spawn(async move {
+                    let known = cna.wait_for(|c| *c != Cna::Pending);
+                    if let Ok(Ok(state)) = tokio::time::timeout(CNA_WAIT, known).await
+                        && let Cna::Known(cna) = &*state
+                    {
+                        telemetry.page_view(&client, cna);
+                    }
+                });
+            }
         }
         self.gm(client, "run_started", events::run_started(&ctx));
         RunHandle {
@@ -140,6 +167,11 @@ impl Telemetry {
             ctx,
             started: Instant::now(),
         }
+    }
+
+    fn page_view(&self, client: &awc::Client, cna: &str) {
+        let body = events::page_view(cna, &self.user_id, &self.facts, &self.language);
+        send_text(client, &self.settings.telemetry_pv_url, body);
     }
 
     fn gm(&self, client: &awc::Client, event: &str, body: Value) {
