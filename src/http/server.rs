@@ -149,7 +149,15 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
         if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
             && let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(stall))
         {
-            log::debug!("cannot set TCP_USER_TIMEOUT: {e}");
+            // Without it a client that stops reading holds its stream (and
+            // the account's slot) until it goes away: say so, once.
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                log::warn!(
+                    "cannot set TCP_USER_TIMEOUT ({e}): IFLOW_CLIENT_STALL_TIMEOUT has no effect"
+                );
+            }
         }
     })
     .client_request_timeout(config.client_header_timeout)
