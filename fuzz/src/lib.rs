@@ -182,12 +182,12 @@ pub fn sse_stream(data: &[u8]) {
     };
     let out = if setup.anthropic {
         let mut shaper = MessageStream::new(profile, Echo::model("claude-sonnet-4-5"));
-        let out = pump(&mut shaper, &setup, rest);
+        let out = relay(&mut shaper, &setup, rest);
         check_anthropic_events(&out, shaper.is_done());
         out
     } else {
         let mut shaper = StreamShaper::new(profile, setup.preserve_reasoning, setup.wants_usage);
-        let out = pump(&mut shaper, &setup, rest);
+        let out = relay(&mut shaper, &setup, rest);
         check_openai_events(&out, shaper.is_done());
         out
     };
@@ -199,7 +199,7 @@ pub fn sse_stream(data: &[u8]) {
 
 /// Mirrors `http::relay::sse_body::SseBody`: preamble, each read fed to
 /// the decoder and its items to the shaper, keep-alives while silent, the end as `setup` says.
-fn pump(shaper: &mut dyn EventShaper, setup: &StreamSetup, input: &[u8]) -> Vec<u8> {
+fn relay(shaper: &mut dyn EventShaper, setup: &StreamSetup, input: &[u8]) -> Vec<u8> {
     const ACCOUNT: &str = "acc";
     let max_line = if setup.short_lines { 64 } else { 1 << 20 };
     let mut decoder = SseDecoder::new(max_line);
