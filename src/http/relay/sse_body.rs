@@ -506,9 +506,9 @@ mod tests {
         // The first event arrives half an interval after the body was made,
         // so the timer's first firing finds no keep-alive due yet; the next
         // must then come one interval after that event, not two.
-        let keepalive = Duration::from_millis(500);
+        let keepalive = Duration::from_millis(1000);
         let first = stream::once(async {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
             Ok(Bytes::from(format!("data: {EVENT}\n\n")))
         });
         let upstream = first.chain(stream::pending()).boxed();
@@ -520,7 +520,7 @@ mod tests {
         assert_eq!(ping, ": keep-alive\n\n".as_bytes());
         let silence = sent.elapsed();
         assert!(
-            silence < keepalive + Duration::from_millis(150),
+            silence < keepalive + Duration::from_millis(350),
             "the client heard nothing for {silence:?} with a {keepalive:?} keep-alive"
         );
     }
