@@ -533,7 +533,7 @@ mod tests {
         let drained = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let seen = drained.clone();
         let late_end = stream::once(async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
             Ok(Bytes::new())
         })
         .chain(stream::poll_fn(move |_| {
@@ -547,7 +547,7 @@ mod tests {
         let text = collect(&mut r.body).await.expect("the stream ends");
         assert_eq!(text, format!("data: {EVENT}\n\ndata: [DONE]\n\n"));
         assert!(!drained.load(std::sync::atomic::Ordering::SeqCst));
-        for _ in 0..100 {
+        for _ in 0..300 {
             if drained.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
