@@ -6,7 +6,7 @@
 use super::compare::Captured;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The `cna` cookie the page-view endpoint hands out (the shape of a real
@@ -19,6 +19,24 @@ struct Log {
     arrived: Condvar,
     /// Status and JSON body for the next chat call, instead of a success.
     next_chat: Mutex<Option<(u16, Vec<u8>)>>,
+}
+
+impl Log {
+    fn requests(&self) -> MutexGuard<'_, Vec<Captured>> {
+        self.requests.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for the next arrival, at most `limit`.
+    fn wait<'a>(
+        &self,
+        requests: MutexGuard<'a, Vec<Captured>>,
+        limit: Duration,
+    ) -> MutexGuard<'a, Vec<Captured>> {
+        self.arrived
+            .wait_timeout(requests, limit)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
 }
 
 pub struct CaptureServer {
@@ -70,19 +88,10 @@ impl CaptureServer {
     /// there are. Fire-and-forget senders finish on their own schedule.
     pub fn settle(&self, count: usize, quiet: Duration, timeout: Duration) -> usize {
         let deadline = Instant::now() + timeout;
-        let mut requests = self
-            .log
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut requests = self.log.requests();
         while requests.len() < count && Instant::now() < deadline {
             let left = deadline.saturating_duration_since(Instant::now());
-            requests = self
-                .log
-                .arrived
-                .wait_timeout(requests, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            requests = self.log.wait(requests, left);
         }
         let mut seen = requests.len();
         let mut quiet_until = Instant::now() + quiet;
@@ -91,12 +100,7 @@ impl CaptureServer {
             if now >= quiet_until || now >= deadline + quiet {
                 return seen;
             }
-            requests = self
-                .log
-                .arrived
-                .wait_timeout(requests, quiet_until - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            requests = self.log.wait(requests, quiet_until - now);
             if requests.len() != seen {
                 seen = requests.len();
                 quiet_until = Instant::now() + quiet;
@@ -106,11 +110,7 @@ impl CaptureServer {
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Captured> {
-        self.log
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.log.requests().clone()
     }
 
     /// Waits until `count` requests matching `pick` arrived, or `timeout`.
@@ -121,23 +121,14 @@ impl CaptureServer {
         pick: impl Fn(&Captured) -> bool,
     ) -> Vec<Captured> {
         let deadline = Instant::now() + timeout;
-        let mut requests = self
-            .log
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut requests = self.log.requests();
         loop {
             let matching: Vec<Captured> = requests.iter().filter(|r| pick(r)).cloned().collect();
             let now = Instant::now();
             if matching.len() >= count || now >= deadline {
                 return matching;
             }
-            requests = self
-                .log
-                .arrived
-                .wait_timeout(requests, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            requests = self.log.wait(requests, deadline - now);
         }
     }
 }
@@ -166,7 +157,7 @@ fn serve(stream: TcpStream, log: &Log) {
         None => answer(&request),
     };
     {
-        let mut requests = log.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut requests = log.requests();
         requests.push(request);
     }
     log.arrived.notify_all();
