@@ -8,7 +8,7 @@ mod common;
 use common::client::{Response, chat, connect, get, open_stream};
 use common::fixtures::STREAM_EVENTS;
 use common::gateway::import;
-use common::{API_KEY, assert_error, iflow, secs, setup, stream_body, user_body};
+use common::{API_KEY, Setup, assert_error, iflow, secs, setup, stream_body, user_body};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -18,6 +18,20 @@ use std::time::{Duration, Instant};
 fn spawn_chat(addr: SocketAddr, account: &str, content: &str) -> JoinHandle<Response> {
     let (account, body) = (account.to_string(), user_body("glm-5", content));
     std::thread::spawn(move || chat(addr, &account, &body))
+}
+
+/// The only slot is free again within `within` (the next request is served
+/// at once), and the upstream call that held it was closed.
+fn assert_slot_freed_and_upstream_closed(s: &Setup, within: Duration, still_open: &str) {
+    let started = Instant::now();
+    let next = chat(s.gw.addr, &s.account, &user_body("glm-5", "hi"));
+    assert_eq!(next.status, 200, "{}", next.text());
+    assert!(
+        started.elapsed() < within,
+        "slot freed only after {:?}",
+        started.elapsed()
+    );
+    assert!(s.mock.wait_early_closes(1, secs(5)), "{still_open}");
 }
 
 fn retry_after_secs(resp: &Response) -> u64 {
@@ -132,17 +146,10 @@ fn client_leaving_a_stream_frees_the_slot_and_closes_the_upstream_connection() {
     assert!(stream.read_until(secs(5), |t| t.contains(STREAM_EVENTS[2])));
     stream.abandon();
 
-    let started = Instant::now();
-    let next = chat(s.gw.addr, &s.account, &user_body("glm-5", "hi"));
-    assert_eq!(next.status, 200, "{}", next.text());
-    assert!(
-        started.elapsed() < secs(4),
-        "slot freed only after {:?}",
-        started.elapsed()
-    );
-    assert!(
-        s.mock.wait_early_closes(1, secs(5)),
-        "the abandoned stream's upstream connection is still open"
+    assert_slot_freed_and_upstream_closed(
+        &s,
+        secs(4),
+        "the abandoned stream's upstream connection is still open",
     );
 }
 
@@ -157,17 +164,10 @@ fn client_leaving_before_a_non_stream_answer_frees_the_slot_and_cancels_upstream
     drop(gone);
 
     // The held upstream call would keep the only slot for 12 s.
-    let started = Instant::now();
-    let next = chat(s.gw.addr, &s.account, &user_body("glm-5", "hi"));
-    assert_eq!(next.status, 200, "{}", next.text());
-    assert!(
-        started.elapsed() < secs(4),
-        "slot freed only after {:?}",
-        started.elapsed()
-    );
-    assert!(
-        s.mock.wait_early_closes(1, secs(5)),
-        "the abandoned request's upstream connection is still open"
+    assert_slot_freed_and_upstream_closed(
+        &s,
+        secs(4),
+        "the abandoned request's upstream connection is still open",
     );
 }
 
@@ -214,17 +214,6 @@ fn a_client_that_stops_reading_loses_its_slot_after_the_stall_timeout() {
     );
     assert_eq!(stalled.status, 200);
 
-    let started = Instant::now();
-    let next = chat(s.gw.addr, &s.account, &user_body("glm-5", "hi"));
-    assert_eq!(next.status, 200, "{}", next.text());
-    assert!(
-        started.elapsed() < secs(6),
-        "slot freed only after {:?}",
-        started.elapsed()
-    );
-    assert!(
-        s.mock.wait_early_closes(1, secs(5)),
-        "flooding upstream left open"
-    );
+    assert_slot_freed_and_upstream_closed(&s, secs(6), "flooding upstream left open");
     stalled.abandon();
 }
