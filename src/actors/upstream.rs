@@ -225,6 +225,33 @@ impl UpstreamActor {
         pool: Option<Arc<PoolSignal>>,
     ) -> Self {
         let cap = cap.max(1);
+        let stats = Arc::new(SlotStats {
+            cap,
+            pool,
+            ..SlotStats::default()
+        });
+        let slots = Arc::new(Semaphore::new(cap));
+        Self::with_slots(
+            account_id,
+            credentials,
+            slots,
+            stats,
+            queue_size,
+            queue_timeout,
+        )
+    }
+
+    /// An actor for slots that already exist: the successor of an actor
+    /// that died with its thread, so requests already holding a slot still
+    /// count against the cap. It starts a new session.
+    pub fn with_slots(
+        account_id: &str,
+        credentials: Credentials,
+        slots: Arc<Semaphore>,
+        stats: Arc<SlotStats>,
+        queue_size: usize,
+        queue_timeout: Duration,
+    ) -> Self {
         let mut actor = Self {
             account_label: Arc::from(crate::secret::short_id(account_id)),
             profile: Profile::for_auth(credentials.auth_type),
@@ -233,12 +260,8 @@ impl UpstreamActor {
             credentials,
             ids: SessionIds::new(),
             fixed_headers: Vec::new(),
-            slots: Arc::new(Semaphore::new(cap)),
-            stats: Arc::new(SlotStats {
-                cap,
-                pool,
-                ..SlotStats::default()
-            }),
+            slots,
+            stats,
             queue_size,
             queue_timeout,
         };
@@ -308,11 +331,6 @@ impl Actor for UpstreamActor {
         // mailbox before the queue policy even sees them.
         ctx.set_mailbox_capacity(1024);
     }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        // Wake every waiter with "removed" instead of letting them time out.
-        self.slots.close();
-    }
 }
 
 impl Handler<Acquire> for UpstreamActor {
@@ -365,8 +383,11 @@ impl Handler<UpdateCredentials> for UpstreamActor {
 impl Handler<Retire> for UpstreamActor {
     type Result = ();
 
-    /// Stops taking requests.
+    /// Stops taking requests, and wakes every waiter with "removed" instead
+    /// of letting them time out. (Only here: an actor that dies with its
+    /// thread leaves the slots to its successor.)
     fn handle(&mut self, _msg: Retire, ctx: &mut Self::Context) {
+        self.slots.close();
         ctx.stop();
     }
 }

@@ -10,7 +10,7 @@ use super::meter::Meter;
 use super::relay::ReplyFormat;
 use super::{AppState, client, relay};
 use crate::actors::refresher::RefreshAccount;
-use crate::actors::registry::{AccountHandle, Principal, SetCooldown, SetState};
+use crate::actors::registry::{AccountHandle, PlaceActors, Principal, SetCooldown, SetState};
 use crate::actors::scheduler::{Pick, PoolAdmission};
 use crate::actors::upstream::{Acquire, Admission, Lease, Sign};
 use crate::error::GatewayError;
@@ -126,7 +126,7 @@ pub async fn run(
             Instant::now()
         };
         let admitted = match &principal {
-            Principal::Account(h) => admit_pinned(h, chat.starts_turn)
+            Principal::Account(h) => admit_pinned(state, h, chat.starts_turn)
                 .await
                 .map(|(lease, waited)| (h.clone(), lease, waited)),
             Principal::Key(_) => {
@@ -360,6 +360,7 @@ async fn forward(
 /// and quarantine steer the pool only: a request that names its account goes
 /// there, and the upstream's answer is passed on as it is.
 async fn admit_pinned(
+    state: &AppState,
     account: &AccountHandle,
     starts_turn: bool,
 ) -> Result<(Lease, Duration), GatewayError> {
@@ -368,7 +369,7 @@ async fn admit_pinned(
         .upstream
         .send(Acquire { starts_turn })
         .await
-        .map_err(gone)??;
+        .map_err(|e| actor_gone(state, e))??;
     let lease = match admission {
         Admission::Ready(lease) => lease,
         Admission::Queued(ticket) => {
@@ -380,7 +381,7 @@ async fn admit_pinned(
                     starts_turn,
                 })
                 .await
-                .map_err(gone)?
+                .map_err(|e| actor_gone(state, e))?
         }
     };
     Ok((lease, started.elapsed()))
@@ -419,15 +420,25 @@ async fn admit_pool(
             .await
         {
             Ok(lease) => return Ok((handle, lease, started.elapsed())),
-            // The account was deleted between the pick and the signature:
-            // take another one.
-            Err(_) => exclude.push(handle.id.clone()),
+            // The account was deleted between the pick and the signature,
+            // or its actor stopped with its thread: take another one.
+            Err(e) => {
+                actor_gone(state, e);
+                exclude.push(handle.id.clone());
+            }
         }
     }
 }
 
 fn gone(e: actix::MailboxError) -> GatewayError {
     GatewayError::Unavailable(format!("an internal actor is unavailable: {e}"))
+}
+
+/// An account actor did not answer: it was retired, or it stopped with the
+/// HTTP worker it lived on. The registry replaces the latter.
+fn actor_gone(state: &AppState, e: actix::MailboxError) -> GatewayError {
+    state.registry.do_send(PlaceActors);
+    gone(e)
 }
 
 fn fault_reason(err: &GatewayError) -> &'static str {

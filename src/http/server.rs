@@ -2,8 +2,11 @@
 //! client per worker; on SIGINT/SIGTERM it drains requests and writes usage.
 
 use super::{AppState, access_log, client, routes};
+use crate::actors::homes::Homes;
 use crate::actors::refresher::RefresherActor;
-use crate::actors::registry::{AccountRegistry, CooldownPolicy, FlushUsage, RegistrySettings};
+use crate::actors::registry::{
+    AccountRegistry, CooldownPolicy, FlushUsage, PlaceActors, RegistrySettings,
+};
 use crate::actors::scheduler::{SchedulerActor, SchedulerSettings};
 use crate::actors::store_worker::Stores;
 use crate::actors::upstream::PoolSignal;
@@ -58,6 +61,8 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     let signal = Arc::new(PoolSignal::default());
     let stores = Stores::open(data_dir)?;
     let account_store = stores.accounts.clone();
+    // Account actors live on the HTTP workers' threads (see actors::homes).
+    let homes = Homes::default();
     let registry = AccountRegistry::new(
         stores,
         RegistrySettings {
@@ -67,6 +72,7 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
             flush_interval: Some(config.usage_flush_interval),
             rescan_interval: Some(config.store_rescan_interval),
             pool: Some(signal.clone()),
+            homes: Some(homes.clone()),
         },
     )?;
     let directory = registry.directory();
@@ -134,7 +140,12 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     };
     let addr = format!("{}:{}", config.host, config.port);
     let stall = config.client_stall_timeout;
+    let workers_registry = registry.clone();
     let server = HttpServer::new(move || {
+        // Runs on each worker's thread as it starts (again after a restart).
+        if homes.register_current() {
+            workers_registry.do_send(PlaceActors);
+        }
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(client::build(&factory_config, &proxy)))

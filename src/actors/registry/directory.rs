@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 /// What a request needs to know about its account.
+#[derive(Clone)]
 pub struct AccountHandle {
     pub id: Arc<str>,
     /// `short_id(id)`: what logs, errors and metrics show.

@@ -28,6 +28,7 @@ pub use keys::{CreateKey, ListKeys, RevokeKey};
 pub use refresh::{ApplyRefresh, MarkNeedsLogin, RefreshingNow, ReloadAccount};
 pub use usage::{FlushUsage, UsageEvent, UsageLedger, UsageReport};
 
+use crate::actors::homes::{Homes, Unplaced, mailbox};
 use crate::actors::store_worker::{StoreWorker, Stores};
 use crate::actors::upstream::{PoolSignal, Retire, UpdateCredentials, UpstreamActor};
 use crate::profile::Credentials;
@@ -51,6 +52,9 @@ pub struct RegistrySettings {
     pub rescan_interval: Option<Duration>,
     /// Wakes the pool scheduler when a slot frees up.
     pub pool: Option<Arc<PoolSignal>>,
+    /// Where account actors run: the HTTP workers (`serve`). `None` runs
+    /// them on the registry's own arbiter (the CLI, tests).
+    pub homes: Option<Homes>,
 }
 
 impl RegistrySettings {
@@ -64,6 +68,7 @@ impl RegistrySettings {
             flush_interval: None,
             rescan_interval: None,
             pool: None,
+            homes: None,
         }
     }
 }
@@ -98,6 +103,9 @@ pub struct AccountRegistry {
     /// The account files the last full scan could not use, with the reason.
     problems: Vec<(PathBuf, String)>,
     miss_window: (Instant, u32),
+    /// Account actors made before any HTTP worker was up; their mailboxes
+    /// are open and keep what is sent to them.
+    unplaced: Vec<Unplaced<UpstreamActor>>,
 }
 
 /// Disk re-checks for unknown tokens allowed per second, so a flood of bad
@@ -120,6 +128,7 @@ impl AccountRegistry {
             reported: HashSet::new(),
             problems: Vec::new(),
             miss_window: (Instant::now(), 0),
+            unplaced: Vec::new(),
         };
         registry.report("key", &key_problems);
         registry.keys = keys;
@@ -168,17 +177,10 @@ impl AccountRegistry {
                 }
             }
             if account.models != old.models || account.auth_type != old.auth_type {
-                let h = &entry.handle;
                 entry.handle = Arc::new(AccountHandle {
-                    id: h.id.clone(),
-                    label: h.label.clone(),
                     auth_type: account.auth_type,
                     models: account.models.clone(),
-                    upstream: h.upstream.clone(),
-                    slots: h.slots.clone(),
-                    stats: h.stats.clone(),
-                    usage: h.usage.clone(),
-                    health: h.health.clone(),
+                    ..(*entry.handle).clone()
                 });
             }
             entry.account = account;
@@ -199,7 +201,7 @@ impl AccountRegistry {
             models: account.models.clone(),
             slots: actor.slots(),
             stats: actor.stats(),
-            upstream: actor.start(),
+            upstream: self.launch(actor),
             usage: Arc::new(UsageCounter::default()),
             health: Arc::new(AccountHealth::from_account(&account)),
         });
@@ -216,6 +218,71 @@ impl AccountRegistry {
             },
         );
         handle
+    }
+
+    /// Starts an account actor where it belongs (see [`Homes`]); its
+    /// address works at once.
+    fn launch(&mut self, actor: UpstreamActor) -> Addr<UpstreamActor> {
+        let (addr, mailbox) = mailbox();
+        match &self.settings.homes {
+            None => {
+                Context::with_receiver(mailbox).run(actor);
+            }
+            Some(homes) => {
+                if let Err(unplaced) = homes.start(actor, mailbox) {
+                    self.unplaced.push(unplaced);
+                }
+            }
+        }
+        addr
+    }
+
+    /// Starts the actors that were waiting for a worker, and replaces any
+    /// whose thread has gone (actix restarts an HTTP worker that failed;
+    /// the actors living on it stop with it).
+    fn place_actors(&mut self) {
+        if let Some(homes) = &self.settings.homes {
+            for (actor, mailbox) in std::mem::take(&mut self.unplaced) {
+                if let Err(unplaced) = homes.start(actor, mailbox) {
+                    self.unplaced.push(unplaced);
+                }
+            }
+        }
+        let dead: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.handle.upstream.connected())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if dead.is_empty() {
+            return;
+        }
+        for id in dead {
+            let Some(entry) = self.entries.get(&id) else {
+                continue;
+            };
+            log::warn!(
+                "account {}: its actor stopped with its thread; starting a new one",
+                short_id(&id)
+            );
+            let h = entry.handle.clone();
+            let actor = UpstreamActor::with_slots(
+                &id,
+                Self::credentials(&entry.account),
+                h.slots.clone(),
+                h.stats.clone(),
+                self.settings.queue_size,
+                self.settings.queue_timeout,
+            );
+            let upstream = self.launch(actor);
+            if let Some(entry) = self.entries.get_mut(&id) {
+                entry.handle = Arc::new(AccountHandle {
+                    upstream,
+                    ..(*h).clone()
+                });
+            }
+        }
+        self.publish();
     }
 
     fn remove(&mut self, uuid: &str) {
@@ -262,6 +329,8 @@ impl AccountRegistry {
         for id in gone {
             self.remove(&id);
         }
+        // A periodic check too, should a worker's restart go unannounced.
+        self.place_actors();
         self.publish();
     }
 
@@ -333,6 +402,21 @@ impl Actor for AccountRegistry {
         if let Some(every) = self.settings.rescan_interval {
             ctx.run_interval(every, |_, ctx| ctx.notify(Rescan));
         }
+    }
+}
+
+/// An HTTP worker started (or a request found an account actor gone):
+/// start the actors waiting for a worker and replace those whose thread
+/// stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PlaceActors;
+
+impl Handler<PlaceActors> for AccountRegistry {
+    type Result = ();
+
+    fn handle(&mut self, _: PlaceActors, _: &mut Self::Context) {
+        self.place_actors();
     }
 }
 

@@ -95,3 +95,85 @@ async fn a_broken_file_is_listed_and_its_reload_is_an_error() {
         b"{ broken"
     );
 }
+
+/// Starts an arbiter standing in for an HTTP worker and registers it.
+async fn http_worker(homes: &crate::actors::homes::Homes) -> (Arbiter, std::thread::ThreadId) {
+    let arbiter = Arbiter::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let homes = homes.clone();
+    arbiter.spawn_fn(move || {
+        homes.register_current();
+        let _ = tx.send(std::thread::current().id());
+    });
+    (arbiter, rx.await.expect("worker started"))
+}
+
+/// Asks the account's actor for a slot; returns the lease.
+async fn acquire(handle: &AccountHandle) -> Result<crate::actors::upstream::Lease, String> {
+    use crate::actors::upstream::{Acquire, Admission};
+    match handle.upstream.send(Acquire { starts_turn: true }).await {
+        Ok(Ok(Admission::Ready(lease))) => Ok(lease),
+        Ok(Ok(Admission::Queued(_))) => Err("queued".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("mailbox: {e}")),
+    }
+}
+
+/// Account actors wait for the first HTTP worker, run on it, and are
+/// replaced, with their slots, when that worker's thread goes away.
+#[actix_rt::test]
+async fn account_actors_live_on_http_workers_and_outlive_a_worker_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stores = Stores::open(dir.path()).expect("open");
+    let a = oauth_account("rt");
+    stores.accounts.create(&a).expect("create");
+    let homes = crate::actors::homes::Homes::default();
+    let mut settings = settings();
+    settings.concurrency = 2;
+    settings.homes = Some(homes.clone());
+    let registry = AccountRegistry::new(stores, settings).expect("registry");
+    let directory = registry.directory();
+    let registry = registry.start();
+    let handle = |d: &SharedDirectory| d.load().handles()[0].clone();
+
+    // No worker yet: a request waits in the mailbox, then is served.
+    let first = handle(&directory);
+    let waiting = actix_rt::spawn(async move { acquire(&first).await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "served with no worker up");
+    let (worker, _) = http_worker(&homes).await;
+    registry.send(PlaceActors).await.expect("place");
+    waiting
+        .await
+        .expect("join")
+        .expect("served once a worker is up");
+
+    // One slot stays taken across the restart.
+    let held = acquire(&handle(&directory)).await.expect("first slot");
+    worker.stop();
+    worker.join().expect("worker stopped");
+    let before = handle(&directory);
+    assert!(
+        !before.upstream.connected(),
+        "the actor stopped with its thread"
+    );
+
+    let (restarted, _) = http_worker(&homes).await;
+    registry.send(PlaceActors).await.expect("place");
+    let after = handle(&directory);
+    assert!(after.upstream.connected(), "a new actor was started");
+    assert!(
+        Arc::ptr_eq(&before.slots, &after.slots),
+        "the slots are kept"
+    );
+    let second = acquire(&after).await.expect("the second slot");
+    // The cap counts the slot taken before the restart: no third slot
+    // (and no queue in these settings).
+    assert_eq!(after.stats.in_flight(), 2);
+    assert!(acquire(&after).await.is_err(), "a third slot was given");
+    drop(held);
+    let third = acquire(&after).await.expect("a freed slot is usable again");
+    assert_eq!(after.stats.in_flight(), 2);
+    drop((second, third));
+    restarted.stop();
+}
