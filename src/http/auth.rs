@@ -3,7 +3,7 @@
 //! The token comes from `Authorization: Bearer` or `x-api-key`.
 
 use super::AppState;
-use crate::actors::registry::{Principal, Resolve};
+use crate::actors::registry::{Lookup, Principal, Resolve};
 use crate::error::GatewayError;
 use crate::store::keys::KEY_PREFIX;
 use actix_web::http::header;
@@ -51,18 +51,15 @@ pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Princip
         )
     })?;
     let accounts = !state.config.require_key;
-    let known = {
-        let dir = state.directory.load();
-        if dir.dead_key(token) {
+    let known = match state.directory.load().lookup(token) {
+        Lookup::DeadKey => {
             return Err(GatewayError::Unauthorized(
                 "this API key was revoked or has expired".into(),
             ));
         }
-        dir.key(token).map(Principal::Key).or_else(|| {
-            dir.account(token)
-                .filter(|_| accounts)
-                .map(Principal::Account)
-        })
+        Lookup::Key(key) => Some(Principal::Key(key)),
+        Lookup::Account(handle) if accounts => Some(Principal::Account(handle)),
+        _ => None,
     };
     let found = match known {
         Some(p) => Some(p),

@@ -2,7 +2,7 @@
 //! cooldowns, listing (with the files that cannot be read), deletion,
 //! rescans. What a refresh needs is in `refresh.rs`.
 
-use super::{AccountRegistry, AccountSummary, Principal, worker_gone};
+use super::{AccountRegistry, AccountSummary, Lookup, Principal, worker_gone};
 use crate::actors::store_worker::StoreJob;
 use crate::oauth::TokenSet;
 use crate::secret::Secret;
@@ -83,13 +83,11 @@ pub struct Rescan;
 
 impl AccountRegistry {
     fn find(&self, token: &str, accounts: bool) -> Option<Principal> {
-        let dir = self.directory.load();
-        if let Some(key) = dir.key(token) {
-            return Some(Principal::Key(key));
+        match self.directory.load().lookup(token) {
+            Lookup::Key(key) => Some(Principal::Key(key)),
+            Lookup::Account(handle) if accounts => Some(Principal::Account(handle)),
+            _ => None,
         }
-        dir.account(token)
-            .filter(|_| accounts)
-            .map(Principal::Account)
     }
 
     /// Runs a read-modify-write of one account file, then makes the live

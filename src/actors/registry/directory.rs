@@ -220,6 +220,15 @@ pub struct KeyHandle {
     pub slots: Option<Arc<Semaphore>>,
 }
 
+/// What a bearer token is, as far as the published directory knows.
+pub enum Lookup {
+    Key(Arc<KeyHandle>),
+    /// A key that exists but is revoked or expired.
+    DeadKey,
+    Account(Arc<AccountHandle>),
+    Unknown,
+}
+
 /// Token → account or key, swapped whole whenever either set changes.
 #[derive(Default)]
 pub struct Directory {
@@ -260,29 +269,26 @@ impl Directory {
         }
     }
 
-    /// The account whose uuid is `token`. The map is keyed by a digest and
-    /// the final comparison is constant-time, so response timing says
-    /// nothing about how close a guess was.
-    pub fn account(&self, token: &str) -> Option<Arc<AccountHandle>> {
-        let handle = self.accounts.get(&digest(token))?;
-        bool::from(handle.id.as_bytes().ct_eq(token.as_bytes())).then(|| handle.clone())
-    }
-
-    /// The gateway key `token` (keys are stored as SHA-256 digests), while
-    /// it is usable: a key that expired since the directory was published
-    /// must not wait for the next rescan to stop working.
-    pub fn key(&self, token: &str) -> Option<Arc<KeyHandle>> {
-        self.keys
-            .get(&digest(token))
-            .filter(|k| k.key.is_usable(Utc::now()))
-            .cloned()
-    }
-
-    /// A key that exists but is revoked or expired.
-    pub fn dead_key(&self, token: &str) -> bool {
-        self.keys
-            .get(&digest(token))
-            .is_some_and(|k| !k.key.is_usable(Utc::now()))
+    /// Who `token` is, with one digest of it. Accounts are keyed by the
+    /// digest of their uuid and the final comparison is constant-time, so
+    /// response timing says nothing about how close a guess was. A key
+    /// (stored as its SHA-256 digest) counts only while usable: one that
+    /// expired since the directory was published must not wait for the
+    /// next rescan to stop working.
+    pub fn lookup(&self, token: &str) -> Lookup {
+        let digest = digest(token);
+        if let Some(key) = self.keys.get(&digest) {
+            return match key.key.is_usable(Utc::now()) {
+                true => Lookup::Key(key.clone()),
+                false => Lookup::DeadKey,
+            };
+        }
+        match self.accounts.get(&digest) {
+            Some(handle) if bool::from(handle.id.as_bytes().ct_eq(token.as_bytes())) => {
+                Lookup::Account(handle.clone())
+            }
+            _ => Lookup::Unknown,
+        }
     }
 
     pub fn key_by_id(&self, id: &str) -> Option<Arc<KeyHandle>> {

@@ -21,7 +21,7 @@ pub use accounts::{
     Resolve, SetCooldown, SetState,
 };
 pub use directory::{
-    AccountHandle, AccountHealth, CooldownPolicy, Directory, KeyHandle, SharedDirectory,
+    AccountHandle, AccountHealth, CooldownPolicy, Directory, KeyHandle, Lookup, SharedDirectory,
     UsageCounter, digest,
 };
 pub use keys::{CreateKey, ListKeys, RevokeKey};
