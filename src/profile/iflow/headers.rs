@@ -1,7 +1,7 @@
 //! The chat request header set of the official client (protocol section 2):
 //! its own headers in its order, then the ones Node's fetch adds.
 
-use super::signature::{hex, sign};
+use super::signature::{push_hex, sign};
 
 pub const USER_AGENT: &str = "iFlow-Cli";
 
@@ -62,9 +62,14 @@ pub fn build(input: &HeaderInput<'_>) -> Vec<(&'static str, String)> {
 /// A W3C traceparent with random ids and the sampled flag, as the official
 /// client sends from inside its `model_call` span.
 pub fn new_traceparent() -> String {
-    let trace: [u8; 16] = fastrand::u128(1..).to_be_bytes();
-    let span: [u8; 8] = fastrand::u64(1..).to_be_bytes();
-    format!("00-{}-{}-01", hex(&trace), hex(&span))
+    // Built in place: this runs for every request.
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    push_hex(&mut out, &fastrand::u128(1..).to_be_bytes());
+    out.push('-');
+    push_hex(&mut out, &fastrand::u64(1..).to_be_bytes());
+    out.push_str("-01");
+    out
 }
 
 /// `session-<uuid v4>`, one per account for the life of the process.
