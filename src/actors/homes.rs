@@ -11,7 +11,7 @@
 //! restarts a worker that failed. Actors are placed on a registered arbiter;
 //! an arbiter that has stopped is skipped and forgotten. An actor made
 //! before any worker is up waits, with its mailbox already open, until the
-//! registry hears of the first one (see `WorkerStarted`).
+//! registry hears of the first one (see `PlaceActors`).
 //!
 //! [`UpstreamActor`]: crate::actors::upstream::UpstreamActor
 

@@ -10,9 +10,11 @@ use super::meter::Meter;
 use super::relay::ReplyFormat;
 use super::{AppState, client, relay};
 use crate::actors::refresher::RefreshAccount;
-use crate::actors::registry::{AccountHandle, PlaceActors, Principal, SetCooldown, SetState};
+use crate::actors::registry::{
+    AccountHandle, Lookup, PlaceActors, Principal, SetCooldown, SetState,
+};
 use crate::actors::scheduler::{Pick, PoolAdmission};
-use crate::actors::upstream::{Acquire, Admission, Lease, Sign};
+use crate::actors::upstream::{Acquire, Admission, Lease, Sign, UpstreamActor};
 use crate::error::GatewayError;
 use crate::openai::ChatRequest;
 use crate::profile::{Profile, Verdict};
@@ -365,26 +367,54 @@ async fn admit_pinned(
     starts_turn: bool,
 ) -> Result<(Lease, Duration), GatewayError> {
     let started = Instant::now();
-    let admission = account
-        .upstream
-        .send(Acquire { starts_turn })
-        .await
-        .map_err(|e| actor_gone(state, e))??;
-    let lease = match admission {
-        Admission::Ready(lease) => lease,
-        Admission::Queued(ticket) => {
-            let permit = ticket.wait(&account.label).await?;
-            account
-                .upstream
-                .send(Sign {
-                    permit,
-                    starts_turn,
-                })
-                .await
-                .map_err(|e| actor_gone(state, e))?
+    let mut upstream = account.upstream.clone();
+    let mut replaced = false;
+    loop {
+        match acquire_from(&upstream, &account.label, starts_turn).await {
+            Ok(admitted) => return admitted.map(|lease| (lease, started.elapsed())),
+            Err(e) if replaced => return Err(actor_gone(state, e)),
+            Err(_) => {
+                // The actor stopped with its worker's thread (actix
+                // restarted that worker, or it finished first at shutdown):
+                // have it replaced, then ask the new one, once.
+                replaced = true;
+                let _ = state.registry.send(PlaceActors).await;
+                match state.directory.load().lookup(&account.id) {
+                    Lookup::Account(handle) => upstream = handle.upstream.clone(),
+                    _ => {
+                        return Err(GatewayError::Unavailable(format!(
+                            "account {} was removed",
+                            account.label
+                        )));
+                    }
+                }
+            }
         }
+    }
+}
+
+/// A slot and a signature from one account actor, after a wait in its
+/// queue if it is busy. The outer error: the actor did not answer.
+async fn acquire_from(
+    upstream: &actix::Addr<UpstreamActor>,
+    label: &str,
+    starts_turn: bool,
+) -> Result<Result<Lease, GatewayError>, actix::MailboxError> {
+    let ticket = match upstream.send(Acquire { starts_turn }).await? {
+        Ok(Admission::Ready(lease)) => return Ok(Ok(lease)),
+        Ok(Admission::Queued(ticket)) => ticket,
+        Err(refused) => return Ok(Err(refused)),
     };
-    Ok((lease, started.elapsed()))
+    let permit = match ticket.wait(label).await {
+        Ok(permit) => permit,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(upstream
+        .send(Sign {
+            permit,
+            starts_turn,
+        })
+        .await?))
 }
 
 /// A slot on the best pool account, waiting in the pool queue if all are busy.

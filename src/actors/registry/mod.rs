@@ -257,14 +257,12 @@ impl AccountRegistry {
         if dead.is_empty() {
             return;
         }
+        let waiting = self.unplaced.len();
+        let count = dead.len();
         for id in dead {
             let Some(entry) = self.entries.get(&id) else {
                 continue;
             };
-            log::warn!(
-                "account {}: its actor stopped with its thread; starting a new one",
-                short_id(&id)
-            );
             let h = entry.handle.clone();
             let actor = UpstreamActor::with_slots(
                 &id,
@@ -282,12 +280,22 @@ impl AccountRegistry {
                 });
             }
         }
+        // No worker took them: the server is stopping (or about to restart
+        // one); not worth a warning per account.
+        if self.unplaced.len() > waiting {
+            log::debug!("{count} account actors stopped with their threads; none replaced yet");
+        } else {
+            log::warn!("{count} account actors stopped with their worker's thread; replaced");
+        }
         self.publish();
     }
 
     fn remove(&mut self, uuid: &str) {
         if let Some(entry) = self.entries.remove(uuid) {
             log::info!("account {}: removed", short_id(uuid));
+            // Here and not only in the actor: an actor that stopped with its
+            // thread never reads Retire, and its waiters must still wake.
+            entry.handle.slots.close();
             entry.handle.upstream.do_send(Retire);
         }
     }

@@ -19,14 +19,20 @@ fn oauth_account(refresh: &str) -> Account {
     a
 }
 
+/// A data directory holding one OAuth account.
+fn one_account(refresh: &str) -> (tempfile::TempDir, Stores, Account) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stores = Stores::open(dir.path()).expect("open");
+    let a = oauth_account(refresh);
+    stores.accounts.create(&a).expect("create");
+    (dir, stores, a)
+}
+
 /// A login that stored new tokens while a refresh with the old ones was
 /// being refused must not be marked needs-login.
 #[actix_rt::test]
 async fn needs_login_is_written_only_over_the_rejected_refresh_token() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let stores = Stores::open(dir.path()).expect("open");
-    let a = oauth_account("rt-old");
-    stores.accounts.create(&a).expect("create");
+    let (_dir, stores, a) = one_account("rt-old");
     let registry = AccountRegistry::new(stores.clone(), settings())
         .expect("registry")
         .start();
@@ -61,10 +67,7 @@ async fn needs_login_is_written_only_over_the_rejected_refresh_token() {
 
 #[actix_rt::test]
 async fn a_broken_file_is_listed_and_its_reload_is_an_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let stores = Stores::open(dir.path()).expect("open");
-    let a = oauth_account("rt-old");
-    stores.accounts.create(&a).expect("create");
+    let (_dir, stores, a) = one_account("rt-old");
     let registry = AccountRegistry::new(stores.clone(), settings())
         .expect("registry")
         .start();
@@ -123,10 +126,7 @@ async fn acquire(handle: &AccountHandle) -> Result<crate::actors::upstream::Leas
 /// replaced, with their slots, when that worker's thread goes away.
 #[actix_rt::test]
 async fn account_actors_live_on_http_workers_and_outlive_a_worker_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let stores = Stores::open(dir.path()).expect("open");
-    let a = oauth_account("rt");
-    stores.accounts.create(&a).expect("create");
+    let (_dir, stores, _) = one_account("rt");
     let homes = crate::actors::homes::Homes::default();
     let mut settings = settings();
     settings.concurrency = 2;
@@ -176,4 +176,32 @@ async fn account_actors_live_on_http_workers_and_outlive_a_worker_restart() {
     assert_eq!(after.stats.in_flight(), 2);
     drop((second, third));
     restarted.stop();
+}
+
+/// Deleting an account whose actor stopped with its thread still wakes the
+/// requests waiting for its slots (the actor can no longer do it).
+#[actix_rt::test]
+async fn deleting_an_account_with_a_stopped_actor_closes_its_slots() {
+    let (_dir, stores, a) = one_account("rt");
+    let homes = crate::actors::homes::Homes::default();
+    let mut settings = settings();
+    settings.homes = Some(homes.clone());
+    let registry = AccountRegistry::new(stores, settings).expect("registry");
+    let directory = registry.directory();
+    let registry = registry.start();
+    let (worker, _) = http_worker(&homes).await;
+    registry.send(PlaceActors).await.expect("place");
+    let handle = directory.load().handles()[0].clone();
+    acquire(&handle).await.expect("the actor runs");
+    worker.stop();
+    worker.join().expect("worker stopped");
+    assert!(!handle.upstream.connected());
+
+    let deleted = registry.send(DeleteAccount(a.uuid.clone())).await;
+    assert!(matches!(deleted, Ok(Ok(true))), "{deleted:?}");
+    assert!(
+        handle.slots.is_closed(),
+        "waiters would sleep until their timeout"
+    );
+    assert!(directory.load().handles().is_empty());
 }
