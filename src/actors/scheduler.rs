@@ -8,6 +8,12 @@
 //! time); a freed slot goes to the first waiter that can use it. A
 //! conversation (the client's `user` field or session header) prefers the
 //! account it used last while that account has room.
+//!
+//! The pick itself lives in [`PoolPicker`], shared with the HTTP workers:
+//! while nobody waits in the queue, a worker picks for its request directly
+//! (lock-free apart from the stickiness map), so the common case sends no
+//! message to this actor's thread. Once anyone waits, every request goes
+//! through the actor, so nobody passes the queue.
 
 use crate::actors::registry::{AccountHandle, SharedDirectory};
 use crate::actors::upstream::{PoolSignal, SlotFreed, SlotPermit};
@@ -15,8 +21,8 @@ use crate::error::GatewayError;
 use actix::prelude::*;
 use chrono::Utc;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -76,12 +82,21 @@ pub struct SchedulerSettings {
 }
 
 pub struct SchedulerActor {
-    directory: SharedDirectory,
-    signal: Arc<PoolSignal>,
+    picker: Arc<PoolPicker>,
     settings: SchedulerSettings,
     queue: VecDeque<Waiter>,
-    cursor: usize,
-    affinity: HashMap<String, (Arc<str>, Instant)>,
+}
+
+/// The pick itself: which account, with which slot. Shared by the actor
+/// (queued requests, and any request while others wait) and by the HTTP
+/// workers, which pick for a request themselves while nobody waits
+/// ([`PoolPicker::pick_now`]), without a message to the actor's thread.
+pub struct PoolPicker {
+    directory: SharedDirectory,
+    signal: Arc<PoolSignal>,
+    sticky: bool,
+    cursor: AtomicUsize,
+    affinity: Mutex<HashMap<String, (Arc<str>, Instant)>>,
 }
 
 /// Conversations remembered for stickiness, and for how long.
@@ -117,13 +132,39 @@ impl SchedulerActor {
         settings: SchedulerSettings,
     ) -> Self {
         Self {
-            directory,
-            signal,
+            picker: Arc::new(PoolPicker {
+                directory,
+                signal,
+                sticky: settings.sticky,
+                cursor: AtomicUsize::new(0),
+                affinity: Mutex::new(HashMap::new()),
+            }),
             settings,
             queue: VecDeque::new(),
-            cursor: 0,
-            affinity: HashMap::new(),
         }
+    }
+
+    /// The picker, for the HTTP workers' own picks.
+    pub fn picker(&self) -> Arc<PoolPicker> {
+        self.picker.clone()
+    }
+}
+
+impl PoolPicker {
+    /// A slot for a request right here, if nobody is waiting in the pool
+    /// queue (a newcomer must not pass them) and an account has room now.
+    /// `Ok(None)`: ask the scheduler, which queues the request.
+    pub fn pick_now(
+        &self,
+        model: &str,
+        affinity: Option<&str>,
+        exclude: &[Arc<str>],
+    ) -> Result<Option<Picked>, GatewayError> {
+        if self.signal.waiting.load(Ordering::Relaxed) > 0 {
+            return Ok(None);
+        }
+        self.try_pick(model, affinity, exclude)
+            .map_err(|why| why.into_error(model))
     }
 
     fn candidates(
@@ -159,7 +200,7 @@ impl SchedulerActor {
 
     /// Takes a slot on the best candidate, if one has room.
     fn try_pick(
-        &mut self,
+        &self,
         model: &str,
         affinity: Option<&str>,
         exclude: &[Arc<str>],
@@ -167,10 +208,10 @@ impl SchedulerActor {
         let candidates = self.candidates(model, exclude)?;
         // The conversation's account, while it is usable (and not excluded
         // by a failover of this request).
-        let home = affinity
-            .filter(|_| self.settings.sticky)
-            .and_then(|a| self.affinity.get(a))
-            .and_then(|(id, _)| candidates.iter().find(|h| &h.id == id));
+        let remembered = affinity
+            .filter(|_| self.sticky)
+            .and_then(|a| self.affinity().get(a).map(|(id, _)| id.clone()));
+        let home = remembered.and_then(|id| candidates.iter().find(|h| h.id == id));
         if let Some(h) = home
             && let Some(permit) = SlotPermit::try_take(&h.slots, &h.stats)
         {
@@ -184,7 +225,7 @@ impl SchedulerActor {
         // conversation's account; one that is no longer usable is replaced.
         let rehome = home.is_none();
         let n = candidates.len();
-        let start = self.cursor % n;
+        let start = self.cursor.load(Ordering::Relaxed) % n;
         let mut order: Vec<(usize, usize, usize)> = (0..n)
             .map(|i| {
                 let idx = (start + i) % n;
@@ -195,8 +236,8 @@ impl SchedulerActor {
         for (_, _, idx) in order {
             let h = &candidates[idx];
             if let Some(permit) = SlotPermit::try_take(&h.slots, &h.stats) {
-                self.cursor = idx + 1;
-                if let Some(a) = affinity.filter(|_| self.settings.sticky && rehome) {
+                self.cursor.store(idx + 1, Ordering::Relaxed);
+                if let Some(a) = affinity.filter(|_| self.sticky && rehome) {
                     self.remember(a, h.id.clone());
                 }
                 return Ok(Some((h.clone(), permit)));
@@ -205,24 +246,30 @@ impl SchedulerActor {
         Ok(None)
     }
 
-    fn remember(&mut self, conversation: &str, account: Arc<str>) {
-        if let Some(entry) = self.affinity.get_mut(conversation) {
+    fn remember(&self, conversation: &str, account: Arc<str>) {
+        let mut map = self.affinity();
+        if let Some(entry) = map.get_mut(conversation) {
             *entry = (account, Instant::now());
             return;
         }
-        if self.affinity.len() >= AFFINITY_LIMIT {
+        if map.len() >= AFFINITY_LIMIT {
             let cutoff = Instant::now() - AFFINITY_TTL;
-            self.affinity.retain(|_, (_, t)| *t > cutoff);
-            if self.affinity.len() >= AFFINITY_LIMIT {
-                self.affinity.clear();
+            map.retain(|_, (_, t)| *t > cutoff);
+            if map.len() >= AFFINITY_LIMIT {
+                map.clear();
             }
         }
-        self.affinity
-            .insert(conversation.to_string(), (account, Instant::now()));
+        map.insert(conversation.to_string(), (account, Instant::now()));
     }
 
+    fn affinity(&self) -> MutexGuard<'_, HashMap<String, (Arc<str>, Instant)>> {
+        self.affinity.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl SchedulerActor {
     fn retry_after(&self) -> u64 {
-        let dir = self.directory.load();
+        let dir = self.picker.directory.load();
         let cap: usize = dir.handles().iter().map(|h| h.stats.cap).sum();
         let hold = dir
             .handles()
@@ -251,7 +298,8 @@ impl SchedulerActor {
             // A little after the client's own timer, which reports the timeout.
             deadline: Instant::now() + self.settings.queue_timeout + Duration::from_secs(1),
         });
-        self.signal
+        self.picker
+            .signal
             .waiting
             .store(self.queue.len(), Ordering::Relaxed);
         // A slot freed between the last try and the waiting count going up
@@ -271,6 +319,7 @@ impl SchedulerActor {
     fn serve_queue(&mut self, full: bool) {
         let now = Instant::now();
         let any_room = self
+            .picker
             .directory
             .load()
             .handles()
@@ -288,7 +337,7 @@ impl SchedulerActor {
                 } else {
                     let (model, affinity, exclude) =
                         (w.model.clone(), w.affinity.clone(), w.exclude.clone());
-                    Some(self.try_pick(&model, affinity.as_deref(), &exclude))
+                    Some(self.picker.try_pick(&model, affinity.as_deref(), &exclude))
                 }
             };
             match outcome {
@@ -310,7 +359,8 @@ impl SchedulerActor {
                 }
             }
         }
-        self.signal
+        self.picker
+            .signal
             .waiting
             .store(self.queue.len(), Ordering::Relaxed);
     }
@@ -321,7 +371,7 @@ impl Actor for SchedulerActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
-        self.signal.connect(ctx.address().recipient());
+        self.picker.signal.connect(ctx.address().recipient());
         // Cooldowns end and waiters leave without any slot being freed.
         ctx.run_interval(Duration::from_millis(250), |act, _| {
             if !act.queue.is_empty() {
@@ -344,7 +394,10 @@ impl Handler<Pick> for SchedulerActor {
         }
         // A request no account can ever take is refused now, not after a
         // wait in the queue.
-        match self.try_pick(&msg.model, msg.affinity.as_deref(), &msg.exclude) {
+        match self
+            .picker
+            .try_pick(&msg.model, msg.affinity.as_deref(), &msg.exclude)
+        {
             Ok(Some(picked)) => return Ok(PoolAdmission::Ready(picked)),
             Ok(None) => {}
             Err(why) => return Err(why.into_error(&msg.model)),
@@ -363,3 +416,6 @@ impl Handler<SlotFreed> for SchedulerActor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

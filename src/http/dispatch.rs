@@ -428,18 +428,25 @@ async fn admit_pool(
     let started = Instant::now();
     let mut exclude = exclude.to_vec();
     loop {
-        let admission = state
-            .scheduler
-            .send(Pick {
-                model: model.to_string(),
-                affinity: affinity.map(str::to_string),
-                exclude: exclude.clone(),
-            })
-            .await
-            .map_err(gone)??;
-        let (handle, permit) = match admission {
-            PoolAdmission::Ready(picked) => picked,
-            PoolAdmission::Queued(ticket) => ticket.wait().await?,
+        // Picked here while nobody waits; otherwise the scheduler decides
+        // (and queues the request if every account is full).
+        let (handle, permit) = match state.picker.pick_now(model, affinity, &exclude)? {
+            Some(picked) => picked,
+            None => {
+                let admission = state
+                    .scheduler
+                    .send(Pick {
+                        model: model.to_string(),
+                        affinity: affinity.map(str::to_string),
+                        exclude: exclude.clone(),
+                    })
+                    .await
+                    .map_err(gone)??;
+                match admission {
+                    PoolAdmission::Ready(picked) => picked,
+                    PoolAdmission::Queued(ticket) => ticket.wait().await?,
+                }
+            }
         };
         match handle
             .upstream

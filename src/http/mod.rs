@@ -19,7 +19,7 @@ pub mod server;
 
 use crate::actors::refresher::RefresherActor;
 use crate::actors::registry::{AccountRegistry, CooldownPolicy, SharedDirectory, UsageLedger};
-use crate::actors::scheduler::SchedulerActor;
+use crate::actors::scheduler::{PoolPicker, SchedulerActor};
 use crate::anthropic::errors::AnthropicError;
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -36,6 +36,8 @@ pub struct AppState {
     pub registry: Addr<AccountRegistry>,
     pub refresher: Addr<RefresherActor>,
     pub scheduler: Addr<SchedulerActor>,
+    /// The pool pick, made on the worker while no request waits.
+    pub picker: Arc<PoolPicker>,
     pub metrics: Arc<Metrics>,
     pub ledger: Arc<UsageLedger>,
     pub cooldown: CooldownPolicy,

@@ -97,8 +97,9 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
             queue_timeout: config.queue_timeout,
             sticky: config.sticky_sessions,
         },
-    )
-    .start();
+    );
+    let picker = scheduler.picker();
+    let scheduler = scheduler.start();
 
     let telemetry = match config.telemetry.align_mode {
         AlignMode::Off => None,
@@ -124,6 +125,7 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
         registry: registry.clone(),
         refresher,
         scheduler,
+        picker,
         metrics,
         ledger,
         cooldown: CooldownPolicy {
