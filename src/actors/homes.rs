@@ -67,28 +67,47 @@ impl Homes {
     where
         A: Actor<Context = Context<A>> + Send,
     {
-        // The closure handed to an arbiter is dropped unrun if the arbiter
-        // has stopped; the actor must survive that to try the next one.
-        let parcel = Arc::new(Mutex::new(Some((actor, mailbox))));
+        let mut parcel = (actor, mailbox);
         loop {
             let Some((id, home)) = self.pick() else {
-                // Every arbiter refused the parcel, so it is still here.
-                return match parcel.lock().unwrap_or_else(PoisonError::into_inner).take() {
-                    Some(back) => Err(back),
-                    None => Ok(()),
-                };
+                return Err(parcel);
             };
-            let inside = parcel.clone();
-            let sent = home.spawn_fn(move || {
-                let taken = inside.lock().unwrap_or_else(PoisonError::into_inner).take();
-                if let Some((actor, mailbox)) = taken {
-                    Context::with_receiver(mailbox).run(actor);
+            match Self::start_on(&home, parcel.0, parcel.1) {
+                Ok(()) => return Ok(()),
+                Err(back) => {
+                    parcel = back;
+                    self.forget(id);
                 }
-            });
-            if sent {
-                return Ok(());
             }
-            self.forget(id);
+        }
+    }
+
+    /// Starts `actor` on `home`; gives it back if that arbiter has stopped.
+    pub fn start_on<A>(
+        home: &ArbiterHandle,
+        actor: A,
+        mailbox: AddressReceiver<A>,
+    ) -> Result<(), Unplaced<A>>
+    where
+        A: Actor<Context = Context<A>> + Send,
+    {
+        // The closure handed to an arbiter is dropped unrun if the arbiter
+        // has stopped; the actor must survive that to go elsewhere.
+        let parcel = Arc::new(Mutex::new(Some((actor, mailbox))));
+        let inside = parcel.clone();
+        let sent = home.spawn_fn(move || {
+            let taken = inside.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some((actor, mailbox)) = taken {
+                Context::with_receiver(mailbox).run(actor);
+            }
+        });
+        if sent {
+            return Ok(());
+        }
+        // Not sent, so never run: the actor is still in the parcel.
+        match parcel.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            Some(back) => Err(back),
+            None => Ok(()),
         }
     }
 

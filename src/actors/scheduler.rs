@@ -163,8 +163,16 @@ impl PoolPicker {
         if self.signal.waiting.load(Ordering::Relaxed) > 0 {
             return Ok(None);
         }
-        self.try_pick(model, affinity, exclude)
-            .map_err(|why| why.into_error(model))
+        let picked = self
+            .try_pick(model, affinity, exclude)
+            .map_err(|why| why.into_error(model))?;
+        // Someone joined the queue while this pick ran: the slot may be the
+        // one they are owed. Give it back (that wakes the scheduler, since
+        // someone waits) and queue behind them.
+        if picked.is_some() && self.signal.waiting.load(Ordering::Relaxed) > 0 {
+            return Ok(None);
+        }
+        Ok(picked)
     }
 
     fn candidates(

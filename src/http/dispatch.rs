@@ -378,7 +378,7 @@ async fn admit_pinned(
                 // restarted that worker, or it finished first at shutdown):
                 // have it replaced, then ask the new one, once.
                 replaced = true;
-                let _ = state.registry.send(PlaceActors).await;
+                let _ = state.registry.send(PlaceActors::near_me()).await;
                 match state.directory.load().lookup(&account.id) {
                     Lookup::Account(handle) => upstream = handle.upstream.clone(),
                     _ => {
@@ -427,6 +427,7 @@ async fn admit_pool(
 ) -> Result<(Arc<AccountHandle>, Lease, Duration), GatewayError> {
     let started = Instant::now();
     let mut exclude = exclude.to_vec();
+    let mut replaced = false;
     loop {
         // Picked here while nobody waits; otherwise the scheduler decides
         // (and queues the request if every account is full).
@@ -457,8 +458,15 @@ async fn admit_pool(
             .await
         {
             Ok(lease) => return Ok((handle, lease, started.elapsed())),
-            // The account was deleted between the pick and the signature,
-            // or its actor stopped with its thread: take another one.
+            // Its actor stopped with its worker's thread, or the account was
+            // deleted between the pick and the signature. The first time,
+            // wait for the registry to replace stopped actors and pick
+            // again (the same account may come back, with a new actor);
+            // after that, leave the account out.
+            Err(_) if !replaced => {
+                replaced = true;
+                let _ = state.registry.send(PlaceActors::near_me()).await;
+            }
             Err(e) => {
                 actor_gone(state, e);
                 exclude.push(handle.id.clone());
@@ -474,7 +482,7 @@ fn gone(e: actix::MailboxError) -> GatewayError {
 /// An account actor did not answer: it was retired, or it stopped with the
 /// HTTP worker it lived on. The registry replaces the latter.
 fn actor_gone(state: &AppState, e: actix::MailboxError) -> GatewayError {
-    state.registry.do_send(PlaceActors);
+    state.registry.do_send(PlaceActors::near_me());
     gone(e)
 }
 

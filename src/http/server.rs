@@ -146,7 +146,7 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     let server = HttpServer::new(move || {
         // Runs on each worker's thread as it starts (again after a restart).
         if homes.register_current() {
-            workers_registry.do_send(PlaceActors);
+            workers_registry.do_send(PlaceActors::default());
         }
         App::new()
             .app_data(state.clone())

@@ -224,6 +224,17 @@ impl AccountRegistry {
     /// address works at once.
     fn launch(&mut self, actor: UpstreamActor) -> Addr<UpstreamActor> {
         let (addr, mailbox) = mailbox();
+        self.start_unplaced(actor, mailbox);
+        addr
+    }
+
+    /// Starts an actor on the next home in turn (on this thread without
+    /// homes), or keeps it until a worker is up.
+    fn start_unplaced(
+        &mut self,
+        actor: UpstreamActor,
+        mailbox: actix::dev::channel::AddressReceiver<UpstreamActor>,
+    ) {
         match &self.settings.homes {
             None => {
                 Context::with_receiver(mailbox).run(actor);
@@ -234,13 +245,12 @@ impl AccountRegistry {
                 }
             }
         }
-        addr
     }
 
     /// Starts the actors that were waiting for a worker, and replaces any
     /// whose thread has gone (actix restarts an HTTP worker that failed;
     /// the actors living on it stop with it).
-    fn place_actors(&mut self) {
+    fn place_actors(&mut self, near: Option<&ArbiterHandle>) {
         if let Some(homes) = &self.settings.homes {
             for (actor, mailbox) in std::mem::take(&mut self.unplaced) {
                 if let Err(unplaced) = homes.start(actor, mailbox) {
@@ -272,7 +282,16 @@ impl AccountRegistry {
                 self.settings.queue_size,
                 self.settings.queue_timeout,
             );
-            let upstream = self.launch(actor);
+            let upstream = match near {
+                Some(home) => {
+                    let (addr, mailbox) = mailbox();
+                    if let Err((actor, mailbox)) = Homes::start_on(home, actor, mailbox) {
+                        self.start_unplaced(actor, mailbox);
+                    }
+                    addr
+                }
+                None => self.launch(actor),
+            };
             if let Some(entry) = self.entries.get_mut(&id) {
                 entry.handle = Arc::new(AccountHandle {
                     upstream,
@@ -280,10 +299,13 @@ impl AccountRegistry {
                 });
             }
         }
-        // No worker took them: the server is stopping (or about to restart
-        // one); not worth a warning per account.
-        if self.unplaced.len() > waiting {
-            log::debug!("{count} account actors stopped with their threads; none replaced yet");
+        // Actors no worker took mean the server is stopping (or about to
+        // restart a worker): not worth a warning.
+        let unplaced = self.unplaced.len() - waiting;
+        if unplaced > 0 {
+            log::debug!(
+                "{count} account actors stopped with their threads; {unplaced} wait for a worker"
+            );
         } else {
             log::warn!("{count} account actors stopped with their worker's thread; replaced");
         }
@@ -338,7 +360,7 @@ impl AccountRegistry {
             self.remove(&id);
         }
         // A periodic check too, should a worker's restart go unannounced.
-        self.place_actors();
+        self.place_actors(None);
         self.publish();
     }
 
@@ -416,15 +438,29 @@ impl Actor for AccountRegistry {
 /// An HTTP worker started (or a request found an account actor gone):
 /// start the actors waiting for a worker and replace those whose thread
 /// stopped.
-#[derive(Message)]
+#[derive(Message, Default)]
 #[rtype(result = "()")]
-pub struct PlaceActors;
+pub struct PlaceActors {
+    /// Start replacements here rather than on the next worker in turn: a
+    /// request's own worker, which runs for as long as the request does
+    /// (at shutdown the others may be stopping too).
+    pub near: Option<ArbiterHandle>,
+}
+
+impl PlaceActors {
+    /// Asked from a request: replacements go to the caller's worker.
+    pub fn near_me() -> Self {
+        Self {
+            near: Some(Arbiter::current()),
+        }
+    }
+}
 
 impl Handler<PlaceActors> for AccountRegistry {
     type Result = ();
 
-    fn handle(&mut self, _: PlaceActors, _: &mut Self::Context) {
-        self.place_actors();
+    fn handle(&mut self, msg: PlaceActors, _: &mut Self::Context) {
+        self.place_actors(msg.near.as_ref());
     }
 }
 

@@ -142,7 +142,7 @@ async fn account_actors_live_on_http_workers_and_outlive_a_worker_restart() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiting.is_finished(), "served with no worker up");
     let (worker, _) = http_worker(&homes).await;
-    registry.send(PlaceActors).await.expect("place");
+    registry.send(PlaceActors::default()).await.expect("place");
     waiting
         .await
         .expect("join")
@@ -159,7 +159,7 @@ async fn account_actors_live_on_http_workers_and_outlive_a_worker_restart() {
     );
 
     let (restarted, _) = http_worker(&homes).await;
-    registry.send(PlaceActors).await.expect("place");
+    registry.send(PlaceActors::default()).await.expect("place");
     let after = handle(&directory);
     assert!(after.upstream.connected(), "a new actor was started");
     assert!(
@@ -190,7 +190,7 @@ async fn deleting_an_account_with_a_stopped_actor_closes_its_slots() {
     let directory = registry.directory();
     let registry = registry.start();
     let (worker, _) = http_worker(&homes).await;
-    registry.send(PlaceActors).await.expect("place");
+    registry.send(PlaceActors::default()).await.expect("place");
     let handle = directory.load().handles()[0].clone();
     acquire(&handle).await.expect("the actor runs");
     worker.stop();
@@ -204,4 +204,38 @@ async fn deleting_an_account_with_a_stopped_actor_closes_its_slots() {
         "waiters would sleep until their timeout"
     );
     assert!(directory.load().handles().is_empty());
+}
+
+/// A request that met a stopped actor has the replacement started on its
+/// own worker (at shutdown the next worker in turn may be stopping too).
+#[actix_rt::test]
+async fn a_replacement_asked_for_by_a_request_runs_on_that_requests_worker() {
+    let (_dir, stores, _) = one_account("rt");
+    let homes = crate::actors::homes::Homes::default();
+    let mut settings = settings();
+    settings.homes = Some(homes.clone());
+    let registry = AccountRegistry::new(stores, settings).expect("registry");
+    let directory = registry.directory();
+    let registry = registry.start();
+    let (first, _) = http_worker(&homes).await;
+    registry.send(PlaceActors::default()).await.expect("place");
+    let (second, _) = http_worker(&homes).await;
+    let (asking, _) = http_worker(&homes).await;
+    first.stop();
+    first.join().expect("worker stopped");
+
+    // Without `near` the replacement would go to `second` (next in turn).
+    let near = PlaceActors {
+        near: Some(asking.handle()),
+    };
+    registry.send(near).await.expect("place");
+    let handle = directory.load().handles()[0].clone();
+    acquire(&handle).await.expect("the replacement runs");
+    asking.stop();
+    asking.join().expect("worker stopped");
+    assert!(
+        !handle.upstream.connected(),
+        "the replacement did not live on the asking worker"
+    );
+    second.stop();
 }
