@@ -122,18 +122,32 @@ async fn acquire(handle: &AccountHandle) -> Result<crate::actors::upstream::Leas
     }
 }
 
+/// A registry whose account actors live on stand-in HTTP workers (none
+/// registered yet), over a data directory holding one OAuth account.
+fn registry_on_workers(
+    concurrency: usize,
+) -> (
+    tempfile::TempDir,
+    Account,
+    crate::actors::homes::Homes,
+    SharedDirectory,
+    Addr<AccountRegistry>,
+) {
+    let (dir, stores, account) = one_account("rt");
+    let homes = crate::actors::homes::Homes::default();
+    let mut settings = settings();
+    settings.concurrency = concurrency;
+    settings.homes = Some(homes.clone());
+    let registry = AccountRegistry::new(stores, settings).expect("registry");
+    let directory = registry.directory();
+    (dir, account, homes, directory, registry.start())
+}
+
 /// Account actors wait for the first HTTP worker, run on it, and are
 /// replaced, with their slots, when that worker's thread goes away.
 #[actix_rt::test]
 async fn account_actors_live_on_http_workers_and_outlive_a_worker_restart() {
-    let (_dir, stores, _) = one_account("rt");
-    let homes = crate::actors::homes::Homes::default();
-    let mut settings = settings();
-    settings.concurrency = 2;
-    settings.homes = Some(homes.clone());
-    let registry = AccountRegistry::new(stores, settings).expect("registry");
-    let directory = registry.directory();
-    let registry = registry.start();
+    let (_dir, _, homes, directory, registry) = registry_on_workers(2);
     let handle = |d: &SharedDirectory| d.load().handles()[0].clone();
 
     // No worker yet: a request waits in the mailbox, then is served.
@@ -182,13 +196,7 @@ async fn account_actors_live_on_http_workers_and_outlive_a_worker_restart() {
 /// requests waiting for its slots (the actor can no longer do it).
 #[actix_rt::test]
 async fn deleting_an_account_with_a_stopped_actor_closes_its_slots() {
-    let (_dir, stores, a) = one_account("rt");
-    let homes = crate::actors::homes::Homes::default();
-    let mut settings = settings();
-    settings.homes = Some(homes.clone());
-    let registry = AccountRegistry::new(stores, settings).expect("registry");
-    let directory = registry.directory();
-    let registry = registry.start();
+    let (_dir, a, homes, directory, registry) = registry_on_workers(1);
     let (worker, _) = http_worker(&homes).await;
     registry.send(PlaceActors::default()).await.expect("place");
     let handle = directory.load().handles()[0].clone();
@@ -210,13 +218,7 @@ async fn deleting_an_account_with_a_stopped_actor_closes_its_slots() {
 /// own worker (at shutdown the next worker in turn may be stopping too).
 #[actix_rt::test]
 async fn a_replacement_asked_for_by_a_request_runs_on_that_requests_worker() {
-    let (_dir, stores, _) = one_account("rt");
-    let homes = crate::actors::homes::Homes::default();
-    let mut settings = settings();
-    settings.homes = Some(homes.clone());
-    let registry = AccountRegistry::new(stores, settings).expect("registry");
-    let directory = registry.directory();
-    let registry = registry.start();
+    let (_dir, _, homes, directory, registry) = registry_on_workers(1);
     let (first, _) = http_worker(&homes).await;
     registry.send(PlaceActors::default()).await.expect("place");
     let (second, _) = http_worker(&homes).await;

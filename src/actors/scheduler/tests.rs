@@ -37,6 +37,11 @@ fn pool(dir: &std::path::Path) -> (Arc<PoolPicker>, Arc<PoolSignal>, Vec<Arc<str
     (scheduler.picker(), signal, ids)
 }
 
+/// A pick on the worker for glm-4.6, in `conversation` if given.
+fn pick(picker: &PoolPicker, conversation: Option<&str>) -> Option<Picked> {
+    picker.pick_now("glm-4.6", conversation, &[]).expect("pick")
+}
+
 fn account_of(picked: &Option<Picked>) -> Arc<str> {
     picked.as_ref().map(|(h, _)| h.id.clone()).expect("a pick")
 }
@@ -49,44 +54,31 @@ async fn workers_pick_while_nobody_waits_and_never_pass_the_queue() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (picker, signal, ids) = pool(dir.path());
 
-    let first = picker.pick_now("glm-4.6", None, &[]).expect("pick");
-    let second = picker.pick_now("glm-4.6", None, &[]).expect("pick");
+    let first = pick(&picker, None);
+    let second = pick(&picker, None);
     assert_ne!(
         account_of(&first),
         account_of(&second),
         "both accounts used"
     );
-    assert!(
-        picker
-            .pick_now("glm-4.6", None, &[])
-            .expect("pick")
-            .is_none(),
-        "all full"
-    );
+    assert!(pick(&picker, None).is_none(), "all full");
 
     drop(first);
     signal.waiting.store(1, Ordering::Relaxed);
     assert!(
-        picker
-            .pick_now("glm-4.6", None, &[])
-            .expect("pick")
-            .is_none(),
+        pick(&picker, None).is_none(),
         "a newcomer took the slot a queued request is owed"
     );
     signal.waiting.store(0, Ordering::Relaxed);
-    let third = picker.pick_now("glm-4.6", None, &[]).expect("pick");
+    let third = pick(&picker, None);
     assert!(third.is_some(), "the freed slot");
     drop((second, third));
 
-    let chat = picker
-        .pick_now("glm-4.6", Some("conversation"), &[])
-        .expect("pick");
+    let chat = pick(&picker, Some("conversation"));
     let home = account_of(&chat);
     drop(chat);
     for _ in 0..3 {
-        let again = picker
-            .pick_now("glm-4.6", Some("conversation"), &[])
-            .expect("pick");
+        let again = pick(&picker, Some("conversation"));
         assert_eq!(account_of(&again), home, "the conversation moved");
     }
 
