@@ -201,7 +201,7 @@ impl AccountRegistry {
             models: account.models.clone(),
             slots: actor.slots(),
             stats: actor.stats(),
-            upstream: self.launch(actor),
+            upstream: self.launch(actor, None),
             usage: Arc::new(UsageCounter::default()),
             health: Arc::new(AccountHealth::from_account(&account)),
         });
@@ -220,21 +220,23 @@ impl AccountRegistry {
         handle
     }
 
-    /// Starts an account actor where it belongs (see [`Homes`]); its
-    /// address works at once.
-    fn launch(&mut self, actor: UpstreamActor) -> Addr<UpstreamActor> {
-        let (addr, mailbox) = mailbox();
-        self.start_unplaced(actor, mailbox);
-        addr
-    }
-
-    /// Starts an actor on the next home in turn (on this thread without
-    /// homes), or keeps it until a worker is up.
-    fn start_unplaced(
+    /// Starts an account actor where it belongs (see [`Homes`]): on `near`
+    /// if given and running, else on the next worker in turn (on this
+    /// thread without homes), or keeps it until a worker is up. Its address
+    /// works at once.
+    fn launch(
         &mut self,
         actor: UpstreamActor,
-        mailbox: actix::dev::channel::AddressReceiver<UpstreamActor>,
-    ) {
+        near: Option<&ArbiterHandle>,
+    ) -> Addr<UpstreamActor> {
+        let (addr, mailbox) = mailbox();
+        let (actor, mailbox) = match near {
+            Some(home) => match Homes::start_on(home, actor, mailbox) {
+                Ok(()) => return addr,
+                Err(back) => back,
+            },
+            None => (actor, mailbox),
+        };
         match &self.settings.homes {
             None => {
                 Context::with_receiver(mailbox).run(actor);
@@ -245,6 +247,7 @@ impl AccountRegistry {
                 }
             }
         }
+        addr
     }
 
     /// Starts the actors that were waiting for a worker, and replaces any
@@ -282,16 +285,7 @@ impl AccountRegistry {
                 self.settings.queue_size,
                 self.settings.queue_timeout,
             );
-            let upstream = match near {
-                Some(home) => {
-                    let (addr, mailbox) = mailbox();
-                    if let Err((actor, mailbox)) = Homes::start_on(home, actor, mailbox) {
-                        self.start_unplaced(actor, mailbox);
-                    }
-                    addr
-                }
-                None => self.launch(actor),
-            };
+            let upstream = self.launch(actor, near);
             if let Some(entry) = self.entries.get_mut(&id) {
                 entry.handle = Arc::new(AccountHandle {
                     upstream,
