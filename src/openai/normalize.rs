@@ -34,7 +34,7 @@ pub fn chunk(chunk: &mut Value, preserve_reasoning: bool) -> bool {
 /// Without preserved reasoning: reasoning-only text becomes the content; when
 /// both exist the reasoning is dropped.
 fn fold_reasoning(message: &mut serde_json::Map<String, Value>) -> bool {
-    let Some(reasoning) = message.remove("reasoning_content") else {
+    let Some(reasoning) = message.shift_remove("reasoning_content") else {
         return false;
     };
     let content_empty = match message.get("content") {

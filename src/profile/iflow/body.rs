@@ -76,7 +76,7 @@ pub fn apply(
     if stream {
         crate::profile::ask_for_stream_usage(body);
     } else {
-        body.remove("stream_options");
+        body.shift_remove("stream_options");
     }
 
     if body.get("temperature").is_none_or(Value::is_null) {
@@ -101,7 +101,7 @@ pub fn apply(
 
     let kimi_k25 = lower.starts_with("kimi-k2.5");
     if kimi_k25 {
-        body.remove("temperature");
+        body.shift_remove("temperature");
         body.insert("top_p".into(), json!(0.95));
         body.insert("n".into(), json!(1));
         body.insert("presence_penalty".into(), json!(0));
@@ -113,13 +113,13 @@ pub fn apply(
     }
 
     if body.get("stop").is_some_and(is_empty_value) {
-        body.remove("stop");
+        body.shift_remove("stop");
     }
     if body.get("tools").is_some_and(is_empty_value) {
-        body.remove("tools");
+        body.shift_remove("tools");
     }
     if !body.contains_key("tools") {
-        body.remove("tool_choice");
+        body.shift_remove("tool_choice");
     } else if kimi_k25 && thinking.enabled && body.get("tool_choice").is_none_or(Value::is_null) {
         body.insert("tool_choice".into(), json!("auto"));
     }

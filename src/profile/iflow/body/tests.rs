@@ -192,6 +192,26 @@ fn empty_tools_and_stop_are_dropped() {
     assert_eq!(run(input, false)["stop"], json!(["END"]));
 }
 
+/// The official client deletes fields from its request object, which keeps
+/// the order of the rest: a dropped field must not pull the last one forward.
+#[test]
+fn dropped_fields_keep_the_order_of_the_rest() {
+    let input = json!({
+        "model": "qwen3-coder-plus",
+        "stop": [],
+        "messages": [{ "role": "user", "content": "hi" }],
+        "stream_options": { "include_usage": true },
+        "tools": [],
+        "user": "u1"
+    });
+    let b = run(input, false);
+    let keys: Vec<&str> = b.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["model", "messages", "user", "temperature", "max_new_tokens"]
+    );
+}
+
 #[test]
 fn a_thinking_override_wins_over_the_body() {
     let Value::Object(mut map) = base("glm-4.7") else {
