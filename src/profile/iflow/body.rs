@@ -4,7 +4,7 @@
 //! switch), the client's explicit value plays that role; where it forces one
 //! (GLM, Kimi-K2.5, ROME), it is forced here too.
 
-use super::models::{ReasoningLevel, ThinkingFamily, output_limit, thinking_family};
+use super::models::{ReasoningLevel, ThinkingFamily, traits};
 use serde_json::{Map, Value, json};
 
 /// The official default temperature (settings key `temperature`).
@@ -87,8 +87,10 @@ pub fn apply(
     apply_thinking(body, &mut model, thinking);
     body.insert("model".into(), Value::String(model.clone()));
 
-    let lower = model.to_ascii_lowercase();
-    if lower.contains("glm-4.7") || lower.contains("glm-5") {
+    // The thinking rules may have renamed the model; the rest go by the
+    // name that is sent.
+    let t = traits(&model);
+    if t.glm_sampling {
         body.insert("temperature".into(), json!(1));
         body.insert("top_p".into(), json!(0.95));
     }
@@ -96,10 +98,10 @@ pub fn apply(
     let client_limit = ["max_new_tokens", "max_tokens", "max_completion_tokens"]
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_u64).filter(|v| *v > 0));
-    let limit = client_limit.unwrap_or_else(|| output_limit(&model));
+    let limit = client_limit.unwrap_or(t.output_limit);
     body.insert("max_new_tokens".into(), json!(limit));
 
-    let kimi_k25 = lower.starts_with("kimi-k2.5");
+    let kimi_k25 = t.kimi_k25;
     if kimi_k25 {
         body.shift_remove("temperature");
         body.insert("top_p".into(), json!(0.95));
@@ -107,8 +109,7 @@ pub fn apply(
         body.insert("presence_penalty".into(), json!(0));
         body.insert("frequency_penalty".into(), json!(0));
     }
-    let deepseek_with_max_tokens = lower.contains("deepseek") && lower != "deepseek-v3.2-reasoner";
-    if (kimi_k25 || deepseek_with_max_tokens) && body.get("max_tokens").is_none_or(Value::is_null) {
+    if (kimi_k25 || t.deepseek_max_tokens) && body.get("max_tokens").is_none_or(Value::is_null) {
         body.insert("max_tokens".into(), json!(limit));
     }
 
@@ -133,7 +134,7 @@ pub fn apply(
 
 fn apply_thinking(body: &mut Map<String, Value>, model: &mut String, t: Thinking) {
     let on = t.enabled;
-    match thinking_family(model) {
+    match traits(model).thinking {
         ThinkingFamily::O1 => {
             if on && t.level != ReasoningLevel::Low {
                 body.insert("reasoning".into(), json!(true));

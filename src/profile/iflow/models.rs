@@ -100,7 +100,10 @@ pub enum ThinkingFamily {
 }
 
 pub fn thinking_family(model: &str) -> ThinkingFamily {
-    let m = model.to_ascii_lowercase();
+    family_of(&model.to_ascii_lowercase())
+}
+
+fn family_of(m: &str) -> ThinkingFamily {
     if m.starts_with("o1-preview") || m.starts_with("o1-mini") {
         ThinkingFamily::O1
     } else if m.contains("deepseek") {
@@ -135,7 +138,10 @@ pub fn thinking_family(model: &str) -> ThinkingFamily {
 
 /// The default output limit (`max_new_tokens`) for a model name.
 pub fn output_limit(model: &str) -> u64 {
-    let m = model.to_ascii_lowercase();
+    limit_of(&model.to_ascii_lowercase())
+}
+
+fn limit_of(m: &str) -> u64 {
     let has = |k: &str| m.contains(k);
     if has("kimi") {
         if has("k2.5") { 32768 } else { 32000 }
@@ -176,9 +182,90 @@ pub fn output_limit(model: &str) -> u64 {
     }
 }
 
+/// Everything the body rules read from a model name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelTraits {
+    pub thinking: ThinkingFamily,
+    /// The default `max_new_tokens`.
+    pub output_limit: u64,
+    /// GLM-4.7 and GLM-5 get temperature 1 and top_p 0.95.
+    pub glm_sampling: bool,
+    /// Kimi-K2.5 gets fixed sampling fields.
+    pub kimi_k25: bool,
+    /// DeepSeek models other than the reasoner also get `max_tokens`.
+    pub deepseek_max_tokens: bool,
+}
+
+/// How many model names each thread remembers the traits of.
+const REMEMBERED: usize = 8;
+/// Longer names are worked out every time rather than remembered.
+const REMEMBERED_LEN: usize = 128;
+
+/// The traits of a model name. Working them out takes a dozen substring
+/// searches, the costliest part of the body rules, and a gateway sees the
+/// same few names over and over: each thread remembers the last few.
+pub fn traits(model: &str) -> ModelTraits {
+    use std::cell::RefCell;
+    thread_local! {
+        static SEEN: RefCell<(usize, Vec<(Box<str>, ModelTraits)>)> =
+            const { RefCell::new((0, Vec::new())) };
+    }
+    if model.len() > REMEMBERED_LEN {
+        return work_out(model);
+    }
+    SEEN.with_borrow_mut(|(next, seen)| {
+        if let Some((_, t)) = seen.iter().find(|(name, _)| **name == *model) {
+            return *t;
+        }
+        let t = work_out(model);
+        if seen.len() < REMEMBERED {
+            seen.push((model.into(), t));
+        } else {
+            seen[*next] = (model.into(), t);
+            *next = (*next + 1) % REMEMBERED;
+        }
+        t
+    })
+}
+
+fn work_out(model: &str) -> ModelTraits {
+    let m = model.to_ascii_lowercase();
+    ModelTraits {
+        thinking: family_of(&m),
+        output_limit: limit_of(&m),
+        glm_sampling: m.contains("glm-4.7") || m.contains("glm-5"),
+        kimi_k25: m.starts_with("kimi-k2.5"),
+        deepseek_max_tokens: m.contains("deepseek") && m != "deepseek-v3.2-reasoner",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The remembered traits are those of the name asked for, also after
+    /// more names than are remembered, for names differing only in case, and
+    /// for names too long to remember.
+    #[test]
+    fn remembered_traits_match_the_name() {
+        let long = format!("glm-5-{}", "x".repeat(REMEMBERED_LEN));
+        let mut names: Vec<String> = CATALOGUE.iter().map(|m| m.id.to_string()).collect();
+        names.extend(
+            ["GLM-5", "Kimi-K2.5", "deepseek-v3.2-reasoner", "gpt-4-32k"].map(String::from),
+        );
+        names.push(long);
+        assert!(names.len() > 2 * REMEMBERED);
+        for _ in 0..3 {
+            for name in &names {
+                assert_eq!(traits(name), work_out(name), "{name}");
+            }
+        }
+        assert_eq!(traits("GLM-5").thinking, ThinkingFamily::Glm5);
+        assert!(traits("Kimi-K2.5").kimi_k25 && !traits("kimi-k2").kimi_k25);
+        assert!(traits("deepseek-v3.2-chat").deepseek_max_tokens);
+        assert!(!traits("DeepSeek-V3.2-Reasoner").deepseek_max_tokens);
+        assert_eq!(traits("qwen3-coder-plus").output_limit, 64000);
+    }
 
     #[test]
     fn families_follow_registry_order() {
