@@ -205,27 +205,37 @@ const REMEMBERED_LEN: usize = 128;
 /// searches, the costliest part of the body rules, and a gateway sees the
 /// same few names over and over: each thread remembers the last few.
 pub fn traits(model: &str) -> ModelTraits {
-    use std::cell::RefCell;
     thread_local! {
-        static SEEN: RefCell<(usize, Vec<(Box<str>, ModelTraits)>)> =
-            const { RefCell::new((0, Vec::new())) };
+        static SEEN: std::cell::RefCell<Remembered> = const {
+            std::cell::RefCell::new(Remembered { next: 0, names: Vec::new() })
+        };
     }
     if model.len() > REMEMBERED_LEN {
         return work_out(model);
     }
-    SEEN.with_borrow_mut(|(next, seen)| {
-        if let Some((_, t)) = seen.iter().find(|(name, _)| **name == *model) {
+    SEEN.with_borrow_mut(|seen| seen.traits(model))
+}
+
+/// The last few names a thread worked out; the oldest gives way.
+struct Remembered {
+    next: usize,
+    names: Vec<(Box<str>, ModelTraits)>,
+}
+
+impl Remembered {
+    fn traits(&mut self, model: &str) -> ModelTraits {
+        if let Some((_, t)) = self.names.iter().find(|(name, _)| **name == *model) {
             return *t;
         }
         let t = work_out(model);
-        if seen.len() < REMEMBERED {
-            seen.push((model.into(), t));
+        if self.names.len() < REMEMBERED {
+            self.names.push((model.into(), t));
         } else {
-            seen[*next] = (model.into(), t);
-            *next = (*next + 1) % REMEMBERED;
+            self.names[self.next] = (model.into(), t);
+            self.next = (self.next + 1) % REMEMBERED;
         }
         t
-    })
+    }
 }
 
 fn work_out(model: &str) -> ModelTraits {
