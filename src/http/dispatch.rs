@@ -547,38 +547,4 @@ async fn refresh(state: &AppState, account: &AccountHandle) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use actix_web::test::TestRequest;
-
-    fn chat(user: &str) -> ChatRequest {
-        let body = serde_json::json!({
-            "model": "glm-5",
-            "user": user,
-            "messages": [{"role": "user", "content": "hi"}],
-        });
-        ChatRequest::parse(body.to_string().as_bytes()).expect("valid request")
-    }
-
-    #[test]
-    fn session_header_wins_over_user_field() {
-        let req = TestRequest::default()
-            .insert_header(("x-session-id", "s-1"))
-            .to_http_request();
-        assert_eq!(affinity(&req, &chat("u-1")).as_deref(), Some("s-1"));
-    }
-
-    #[test]
-    fn unusable_session_header_falls_back_to_user_field() {
-        let long = "x".repeat(257);
-        for header in ["", long.as_str()] {
-            let req = TestRequest::default()
-                .insert_header(("x-session-id", header))
-                .to_http_request();
-            assert_eq!(affinity(&req, &chat("u-1")).as_deref(), Some("u-1"));
-        }
-        let req = TestRequest::default().to_http_request();
-        assert_eq!(affinity(&req, &chat("")), None);
-        assert_eq!(affinity(&req, &chat(&long)), None);
-    }
-}
+mod tests;
