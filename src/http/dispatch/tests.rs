@@ -11,7 +11,7 @@ use crate::secret::Secret;
 use crate::store::{Account, DEFAULT_IFLOW_BASE_URL};
 use actix::{Actor, Arbiter};
 use actix_web::test::TestRequest;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn chat(user: &str) -> ChatRequest {
     let body = serde_json::json!({
@@ -44,6 +44,18 @@ fn unusable_session_header_falls_back_to_user_field() {
     assert_eq!(affinity(&req, &chat(&long)), None);
 }
 
+/// Every setting at its default, whatever `IFLOW_*` variables the shell
+/// running the tests has set: the command line without its environment.
+fn default_cli(data_dir: &str) -> Cli {
+    let command = Cli::command()
+        .mut_args(|a| a.env(None::<&str>))
+        .mut_subcommand("serve", |s| s.mut_args(|a| a.env(None::<&str>)));
+    let matches = command
+        .try_get_matches_from(["iflow-actix", "--data-dir", data_dir, "serve"])
+        .expect("the defaults parse");
+    Cli::from_arg_matches(&matches).expect("cli")
+}
+
 /// A gateway's shared state over one API-key account whose actor runs on a
 /// stand-in HTTP worker (returned, to be stopped); the test's own thread is
 /// where requests run, as on another worker.
@@ -58,7 +70,7 @@ async fn state_with_the_actor_on_a_worker() -> (tempfile::TempDir, AppState, Arb
     );
     stores.accounts.create(&account).expect("create");
     let data_dir = dir.path().to_str().expect("utf-8 path");
-    let cli = Cli::try_parse_from(["iflow-actix", "--data-dir", data_dir, "serve"]).expect("cli");
+    let cli = default_cli(data_dir);
     let Command::Serve(config) = cli.command else {
         unreachable!("serve was given")
     };

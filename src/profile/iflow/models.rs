@@ -265,8 +265,16 @@ mod tests {
         );
         names.push(long);
         assert!(names.len() > 2 * REMEMBERED);
+        // More names than are remembered: every lookup works them out anew.
         for _ in 0..3 {
             for name in &names {
+                assert_eq!(traits(name), work_out(name), "{name}");
+            }
+        }
+        // As many as are remembered: after the first round, every lookup
+        // is answered from memory.
+        for _ in 0..3 {
+            for name in &names[..REMEMBERED] {
                 assert_eq!(traits(name), work_out(name), "{name}");
             }
         }
