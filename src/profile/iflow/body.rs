@@ -101,15 +101,14 @@ pub fn apply(
     let limit = client_limit.unwrap_or(t.output_limit);
     body.insert("max_new_tokens".into(), json!(limit));
 
-    let kimi_k25 = t.kimi_k25;
-    if kimi_k25 {
+    if t.kimi_k25 {
         body.shift_remove("temperature");
         body.insert("top_p".into(), json!(0.95));
         body.insert("n".into(), json!(1));
         body.insert("presence_penalty".into(), json!(0));
         body.insert("frequency_penalty".into(), json!(0));
     }
-    if (kimi_k25 || t.deepseek_max_tokens) && body.get("max_tokens").is_none_or(Value::is_null) {
+    if (t.kimi_k25 || t.deepseek_max_tokens) && body.get("max_tokens").is_none_or(Value::is_null) {
         body.insert("max_tokens".into(), json!(limit));
     }
 
@@ -121,7 +120,7 @@ pub fn apply(
     }
     if !body.contains_key("tools") {
         body.shift_remove("tool_choice");
-    } else if kimi_k25 && thinking.enabled && body.get("tool_choice").is_none_or(Value::is_null) {
+    } else if t.kimi_k25 && thinking.enabled && body.get("tool_choice").is_none_or(Value::is_null) {
         body.insert("tool_choice".into(), json!("auto"));
     }
 

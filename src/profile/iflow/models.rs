@@ -99,10 +99,7 @@ pub enum ThinkingFamily {
     None,
 }
 
-pub fn thinking_family(model: &str) -> ThinkingFamily {
-    family_of(&model.to_ascii_lowercase())
-}
-
+/// The thinking family of a lowercased model name.
 fn family_of(m: &str) -> ThinkingFamily {
     if m.starts_with("o1-preview") || m.starts_with("o1-mini") {
         ThinkingFamily::O1
@@ -136,11 +133,7 @@ fn family_of(m: &str) -> ThinkingFamily {
     }
 }
 
-/// The default output limit (`max_new_tokens`) for a model name.
-pub fn output_limit(model: &str) -> u64 {
-    limit_of(&model.to_ascii_lowercase())
-}
-
+/// The default output limit (`max_new_tokens`) for a lowercased model name.
 fn limit_of(m: &str) -> u64 {
     let has = |k: &str| m.contains(k);
     if has("kimi") {
@@ -252,6 +245,14 @@ fn work_out(model: &str) -> ModelTraits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn thinking_family(model: &str) -> ThinkingFamily {
+        traits(model).thinking
+    }
+
+    fn output_limit(model: &str) -> u64 {
+        traits(model).output_limit
+    }
 
     /// The remembered traits are those of the name asked for, also after
     /// more names than are remembered, for names differing only in case, and
