@@ -78,6 +78,8 @@ pub struct Measured {
     /// Gateway CPU (user+sys) spent in its phases.
     pub gateway_cpu: Duration,
     pub nginx_cpu: Option<Duration>,
+    /// False for a scenario left out by `BENCH_ONLY` (or the smoke test).
+    pub ran: bool,
 }
 
 struct Proc(Child);
@@ -224,6 +226,7 @@ fn main() {
                 nginx: None,
                 gateway_cpu: Duration::ZERO,
                 nginx_cpu: None,
+                ran: false,
             });
             continue;
         }
@@ -238,6 +241,7 @@ fn main() {
             nginx: None,
             gateway_cpu: Duration::ZERO,
             nginx_cpu: None,
+            ran: true,
         };
         for _round in 0..2 {
             merge(
@@ -289,6 +293,15 @@ fn main() {
             assert_eq!(m.gateway.errors, 0, "{name}: gateway errors");
             assert_eq!(m.direct.errors, 0, "{name}: direct errors");
         }
+        // A target whose scenario was left out is reported as not run, never
+        // as met on an empty measurement.
+        let targets = json["targets"].as_array().expect("targets");
+        let run: Vec<bool> = targets.iter().map(|t| !t["met"].is_null()).collect();
+        assert_eq!(
+            run,
+            [false, true, false, false, false, false],
+            "targets of the smoke run's scenarios (1 and 3): {targets:?}"
+        );
         println!("benchmark smoke test passed (run `cargo bench --bench gateway` to measure)");
     }
 }

@@ -32,22 +32,29 @@ fn cpu_per_request_us(cpu: Duration, r: &PhaseResult) -> f64 {
     cpu.as_secs_f64() * 1e6 / (r.requests.max(1) as f64)
 }
 
-/// One target: (what, measured, limit, unit, passes).
+/// One target: what is measured, against which limit.
 struct Check {
     what: &'static str,
     measured: f64,
     limit: f64,
     unit: &'static str,
     lower_is_better: bool,
+    /// The scenario the figure comes from was run (`BENCH_ONLY` and the
+    /// smoke test run only some).
+    ran: bool,
 }
 
 impl Check {
-    fn passes(&self) -> bool {
-        if self.lower_is_better {
+    /// Met, missed, or `None` when the scenario was not run.
+    fn passes(&self) -> Option<bool> {
+        if !self.ran {
+            return None;
+        }
+        Some(if self.lower_is_better {
             self.measured <= self.limit
         } else {
             self.measured >= self.limit
-        }
+        })
     }
 }
 
@@ -55,9 +62,11 @@ fn checks(results: &[Measured], peak_rss_kib: u64) -> Vec<Check> {
     let ns64 = &results[1];
     let s20 = &results[2];
     let s256 = &results[3];
+    let s1000 = &results[4];
     vec![
         Check {
             what: "gateway CPU per non-stream request (concurrency 64)",
+            ran: ns64.ran,
             measured: cpu_per_request_us(ns64.gateway_cpu, &ns64.gateway),
             limit: 25.0,
             unit: "µs",
@@ -65,6 +74,7 @@ fn checks(results: &[Measured], peak_rss_kib: u64) -> Vec<Check> {
         },
         Check {
             what: "gateway CPU per 20-chunk stream (concurrency 64)",
+            ran: s20.ran,
             measured: cpu_per_request_us(s20.gateway_cpu, &s20.gateway),
             limit: 60.0,
             unit: "µs",
@@ -72,6 +82,7 @@ fn checks(results: &[Measured], peak_rss_kib: u64) -> Vec<Check> {
         },
         Check {
             what: "added p99 time to first byte, 50 ms-paced streams at 256",
+            ran: s256.ran,
             measured: (percentile(&s256.gateway.ttfbs, 0.99)
                 - percentile(&s256.direct.ttfbs, 0.99))
                 / 1000.0,
@@ -81,6 +92,7 @@ fn checks(results: &[Measured], peak_rss_kib: u64) -> Vec<Check> {
         },
         Check {
             what: "per-chunk relay overhead, 50 ms-paced streams at 256 (mean)",
+            ran: s256.ran,
             measured: (mean(&s256.gateway.chunk_delays) - mean(&s256.direct.chunk_delays)) / 1000.0,
             limit: 20.0,
             unit: "µs",
@@ -88,6 +100,7 @@ fn checks(results: &[Measured], peak_rss_kib: u64) -> Vec<Check> {
         },
         Check {
             what: "non-stream throughput at 64, share of direct-to-mock",
+            ran: ns64.ran,
             measured: 100.0 * rps(&ns64.gateway) / rps(&ns64.direct).max(1e-9),
             limit: 40.0,
             unit: "%",
@@ -95,6 +108,8 @@ fn checks(results: &[Measured], peak_rss_kib: u64) -> Vec<Check> {
         },
         Check {
             what: "gateway peak RSS (1000 open streams included)",
+            // Without the 1000-stream scenario the peak says nothing.
+            ran: s1000.ran,
             measured: peak_rss_kib as f64 / 1024.0,
             limit: 60.0,
             unit: "MB",
@@ -142,6 +157,13 @@ pub fn markdown(
     );
     for (s, m) in scenarios.iter().zip(results) {
         let _ = writeln!(out, "## {}\n", s.name);
+        if !m.ran {
+            let _ = writeln!(
+                out,
+                "Not run (left out by `BENCH_ONLY` or the smoke test).\n"
+            );
+            continue;
+        }
         let spread = crate::spread(s);
         if !spread.is_zero() {
             let _ = writeln!(
@@ -214,19 +236,22 @@ pub fn markdown(
         "## Targets\n\n| target | measured | limit | result |\n|---|---|---|---|"
     );
     for c in checks(results, peak_rss_kib) {
-        let verdict = if c.passes() {
-            "met".to_string()
-        } else if c.lower_is_better {
-            format!("MISSED by {:.1} {}", c.measured - c.limit, c.unit)
-        } else {
-            format!("MISSED by {:.1} {}", c.limit - c.measured, c.unit)
+        let verdict = match c.passes() {
+            None => "not run".to_string(),
+            Some(true) => "met".to_string(),
+            Some(false) if c.lower_is_better => {
+                format!("MISSED by {:.1} {}", c.measured - c.limit, c.unit)
+            }
+            Some(false) => format!("MISSED by {:.1} {}", c.limit - c.measured, c.unit),
+        };
+        let measured = match c.ran {
+            true => format!("{:.2} {}", c.measured, c.unit),
+            false => "–".to_string(),
         };
         let _ = writeln!(
             out,
-            "| {} | {:.2} {} | {} {} {} | {verdict} |",
+            "| {} | {measured} | {} {} {} | {verdict} |",
             c.what,
-            c.measured,
-            c.unit,
             if c.lower_is_better { "≤" } else { "≥" },
             c.limit,
             c.unit
@@ -262,6 +287,7 @@ pub fn json(
         .map(|(s, m)| {
             json!({
                 "scenario": s.name,
+                "ran": m.ran,
                 "concurrency": s.concurrency,
                 "start_spread_ms": crate::spread(s).as_millis(),
                 "stream": s.stream,
