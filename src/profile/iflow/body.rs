@@ -5,6 +5,7 @@
 //! (GLM, Kimi-K2.5, ROME), it is forced here too.
 
 use super::models::{ReasoningLevel, ThinkingFamily, traits};
+use crate::profile::fields::{get, remove, set};
 use serde_json::{Map, Value, json};
 
 /// The official default temperature (settings key `temperature`).
@@ -24,7 +25,7 @@ pub fn requested_thinking(body: &Map<String, Value>) -> Thinking {
         enabled: true,
         level: ReasoningLevel::Low,
     };
-    if let Some(effort) = body.get("reasoning_effort").and_then(Value::as_str) {
+    if let Some(effort) = get(body, "reasoning_effort").and_then(Value::as_str) {
         match effort.to_ascii_lowercase().as_str() {
             "none" | "minimal" | "off" => t.enabled = false,
             "medium" => t.level = ReasoningLevel::Medium,
@@ -32,7 +33,7 @@ pub fn requested_thinking(body: &Map<String, Value>) -> Thinking {
             _ => {}
         }
     }
-    let switch = match body.get("thinking") {
+    let switch = match get(body, "thinking") {
         Some(Value::Bool(b)) => Some(*b),
         Some(Value::Object(o)) => match o.get("type").and_then(Value::as_str) {
             Some("enabled") => Some(true),
@@ -41,9 +42,9 @@ pub fn requested_thinking(body: &Map<String, Value>) -> Thinking {
         },
         _ => None,
     }
-    .or_else(|| body.get("enable_thinking").and_then(Value::as_bool))
+    .or_else(|| get(body, "enable_thinking").and_then(Value::as_bool))
     .or_else(|| {
-        body.get("chat_template_kwargs")
+        get(body, "chat_template_kwargs")
             .and_then(|k| k.get("enable_thinking"))
             .and_then(Value::as_bool)
     });
@@ -76,58 +77,59 @@ pub fn apply(
     if stream {
         crate::profile::ask_for_stream_usage(body);
     } else {
-        body.shift_remove("stream_options");
+        remove(body, "stream_options");
     }
 
-    if body.get("temperature").is_none_or(Value::is_null) {
-        body.insert("temperature".into(), json!(DEFAULT_TEMPERATURE));
+    if get(body, "temperature").is_none_or(Value::is_null) {
+        set(body, "temperature", json!(DEFAULT_TEMPERATURE));
     }
 
     let thinking = thinking.unwrap_or_else(|| requested_thinking(body));
     apply_thinking(body, &mut model, thinking);
-    body.insert("model".into(), Value::String(model.clone()));
+    set(body, "model", Value::String(model.clone()));
 
     // The thinking rules may have renamed the model; the rest go by the
     // name that is sent.
     let t = traits(&model);
     if t.glm_sampling {
-        body.insert("temperature".into(), json!(1));
-        body.insert("top_p".into(), json!(0.95));
+        set(body, "temperature", json!(1));
+        set(body, "top_p", json!(0.95));
     }
 
     let client_limit = ["max_new_tokens", "max_tokens", "max_completion_tokens"]
         .iter()
-        .find_map(|k| body.get(*k).and_then(Value::as_u64).filter(|v| *v > 0));
+        .find_map(|k| get(body, k).and_then(Value::as_u64).filter(|v| *v > 0));
     let limit = client_limit.unwrap_or(t.output_limit);
-    body.insert("max_new_tokens".into(), json!(limit));
+    set(body, "max_new_tokens", json!(limit));
 
     if t.kimi_k25 {
-        body.shift_remove("temperature");
-        body.insert("top_p".into(), json!(0.95));
-        body.insert("n".into(), json!(1));
-        body.insert("presence_penalty".into(), json!(0));
-        body.insert("frequency_penalty".into(), json!(0));
+        remove(body, "temperature");
+        set(body, "top_p", json!(0.95));
+        set(body, "n", json!(1));
+        set(body, "presence_penalty", json!(0));
+        set(body, "frequency_penalty", json!(0));
     }
-    if (t.kimi_k25 || t.deepseek_max_tokens) && body.get("max_tokens").is_none_or(Value::is_null) {
-        body.insert("max_tokens".into(), json!(limit));
+    if (t.kimi_k25 || t.deepseek_max_tokens) && get(body, "max_tokens").is_none_or(Value::is_null) {
+        set(body, "max_tokens", json!(limit));
     }
 
-    if body.get("stop").is_some_and(is_empty_value) {
-        body.shift_remove("stop");
+    if get(body, "stop").is_some_and(is_empty_value) {
+        remove(body, "stop");
     }
-    if body.get("tools").is_some_and(is_empty_value) {
-        body.shift_remove("tools");
+    if get(body, "tools").is_some_and(is_empty_value) {
+        remove(body, "tools");
     }
-    if !body.contains_key("tools") {
-        body.shift_remove("tool_choice");
-    } else if t.kimi_k25 && thinking.enabled && body.get("tool_choice").is_none_or(Value::is_null) {
-        body.insert("tool_choice".into(), json!("auto"));
+    if get(body, "tools").is_none() {
+        remove(body, "tool_choice");
+    } else if t.kimi_k25 && thinking.enabled && get(body, "tool_choice").is_none_or(Value::is_null)
+    {
+        set(body, "tool_choice", json!("auto"));
     }
 
     if model == "iFlow-ROME-30BA3B" {
-        body.insert("temperature".into(), json!(0.7));
-        body.insert("top_p".into(), json!(0.8));
-        body.insert("top_k".into(), json!(20));
+        set(body, "temperature", json!(0.7));
+        set(body, "top_p", json!(0.8));
+        set(body, "top_k", json!(20));
     }
 }
 
@@ -136,14 +138,14 @@ fn apply_thinking(body: &mut Map<String, Value>, model: &mut String, t: Thinking
     match traits(model).thinking {
         ThinkingFamily::O1 => {
             if on && t.level != ReasoningLevel::Low {
-                body.insert("reasoning".into(), json!(true));
+                set(body, "reasoning", json!(true));
             }
         }
         ThinkingFamily::DeepSeek => {
             if on {
-                body.insert("thinking_mode".into(), json!(true));
+                set(body, "thinking_mode", json!(true));
                 if t.level != ReasoningLevel::Low {
-                    body.insert("reasoning".into(), json!(true));
+                    set(body, "reasoning", json!(true));
                 }
                 if model == "deepseek-v3.2-chat" {
                     *model = "deepseek-v3.2-reasoner".into();
@@ -153,8 +155,8 @@ fn apply_thinking(body: &mut Map<String, Value>, model: &mut String, t: Thinking
         ThinkingFamily::Glm47 => set_template_thinking(body, on),
         ThinkingFamily::Glm5 => {
             set_template_thinking(body, on);
-            body.insert("enable_thinking".into(), json!(on));
-            body.insert("thinking".into(), json!({ "type": enabled_word(on) }));
+            set(body, "enable_thinking", json!(on));
+            set(body, "thinking", json!({ "type": enabled_word(on) }));
         }
         ThinkingFamily::Glm | ThinkingFamily::Claude => {
             if on {
@@ -168,28 +170,29 @@ fn apply_thinking(body: &mut Map<String, Value>, model: &mut String, t: Thinking
                     ReasoningLevel::Medium => (10000, "medium"),
                     ReasoningLevel::High => (31999, "high"),
                 };
-                body.insert(
-                    "thinking".into(),
+                set(
+                    body,
+                    "thinking",
                     json!({ "enabled": true, "max_tokens": tokens, "reasoning_level": level }),
                 );
             }
         }
         ThinkingFamily::Reasoning => {
             if on {
-                body.insert("reasoning".into(), json!(true));
+                set(body, "reasoning", json!(true));
             }
         }
         ThinkingFamily::KimiK25 => {
-            body.insert("thinking".into(), json!({ "type": enabled_word(on) }));
+            set(body, "thinking", json!({ "type": enabled_word(on) }));
         }
         ThinkingFamily::Thinking => {
             if on {
-                body.insert("thinking_mode".into(), json!(true));
+                set(body, "thinking_mode", json!(true));
             }
         }
         ThinkingFamily::Mimo => {
             if on {
-                body.insert("thinking".into(), json!({ "type": "enabled" }));
+                set(body, "thinking", json!({ "type": "enabled" }));
             }
         }
         ThinkingFamily::Qwen4b | ThinkingFamily::None => {}
