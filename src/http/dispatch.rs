@@ -327,8 +327,11 @@ async fn forward(
         Some(uri) => http.post(uri.clone()),
         None => http.post(&*lease.url),
     };
+    // Into the request's own map: `insert_header` would move the whole
+    // request in and out once per header.
+    let headers = request.headers_mut();
     for (name, value) in std::mem::take(&mut lease.headers) {
-        request = request.insert_header((name, value));
+        headers.insert(name, value);
     }
     meter.sent();
     let response = match request.send_body(body).await {
