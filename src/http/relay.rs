@@ -357,7 +357,7 @@ async fn first_look<S: UpstreamBody>(
         }
     }
     if let Some(SseItem::Data(payload)) = look.items.first()
-        && memchr::memmem::find(payload, b"\"choices\"").is_none()
+        && !crate::openai::stream::mentions_choices(payload)
         && let Some(fault) = serde_json::from_slice::<Value>(payload)
             .ok()
             .and_then(|v| lease.profile.classify_body(&v))
