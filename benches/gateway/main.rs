@@ -297,6 +297,13 @@ fn main() {
         // as met on an empty measurement.
         let targets = json["targets"].as_array().expect("targets");
         let run: Vec<bool> = targets.iter().map(|t| !t["met"].is_null()).collect();
+        for t in targets {
+            assert_eq!(
+                t["met"].is_null(),
+                t["measured"].is_null(),
+                "a target not run has no measurement: {t}"
+            );
+        }
         assert_eq!(
             run,
             [false, true, false, false, false, false],

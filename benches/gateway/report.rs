@@ -46,7 +46,7 @@ struct Check {
 
 impl Check {
     /// Met, missed, or `None` when the scenario was not run.
-    fn passes(&self) -> Option<bool> {
+    fn verdict(&self) -> Option<bool> {
         if !self.ran {
             return None;
         }
@@ -236,7 +236,7 @@ pub fn markdown(
         "## Targets\n\n| target | measured | limit | result |\n|---|---|---|---|"
     );
     for c in checks(results, peak_rss_kib) {
-        let verdict = match c.passes() {
+        let verdict = match c.verdict() {
             None => "not run".to_string(),
             Some(true) => "met".to_string(),
             Some(false) if c.lower_is_better => {
@@ -244,9 +244,10 @@ pub fn markdown(
             }
             Some(false) => format!("MISSED by {:.1} {}", c.limit - c.measured, c.unit),
         };
-        let measured = match c.ran {
-            true => format!("{:.2} {}", c.measured, c.unit),
-            false => "–".to_string(),
+        let measured = if c.ran {
+            format!("{:.2} {}", c.measured, c.unit)
+        } else {
+            "–".to_string()
         };
         let _ = writeln!(
             out,
@@ -299,7 +300,7 @@ pub fn json(
         .collect();
     let targets: Vec<Value> = checks(results, peak_rss_kib)
         .into_iter()
-        .map(|c| json!({ "target": c.what, "measured": c.measured, "limit": c.limit, "unit": c.unit, "met": c.passes() }))
+        .map(|c| json!({ "target": c.what, "measured": c.ran.then_some(c.measured), "limit": c.limit, "unit": c.unit, "met": c.verdict() }))
         .collect();
     json!({
         "machine": machine,
