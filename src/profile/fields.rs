@@ -2,17 +2,19 @@
 //!
 //! A chat request has about a dozen top-level fields, and the body rules
 //! look up, set or drop about fifteen of them per request. `Map::get` hashes
-//! the key with SipHash every time; comparing a few short keys costs less.
-//! Large objects (more than [`LINEAR_UP_TO`] fields) take the hashed path.
-//! Results are the same either way: `set` on a present field keeps its
-//! place, like `Map::insert`; `remove` keeps the order of the rest.
+//! the key with SipHash on any map of two fields or more; comparing a few
+//! short keys costs less. Adding a field or removing a present one still
+//! hashes once (the map's index must follow). Large objects (more than
+//! [`LINEAR_UP_TO`] fields) take the hashed path throughout. Results are
+//! the same either way: `set` on a present field keeps its place, like
+//! `Map::insert`; `remove` keeps the order of the rest.
 
 use serde_json::{Map, Value};
 
 /// Above this many fields a lookup hashes.
 const LINEAR_UP_TO: usize = 32;
 
-pub fn get<'a>(body: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+pub(crate) fn get<'a>(body: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     if body.len() > LINEAR_UP_TO {
         return body.get(key);
     }
@@ -20,7 +22,7 @@ pub fn get<'a>(body: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
 }
 
 /// Sets `key` to `value`: in place when present, else appended.
-pub fn set(body: &mut Map<String, Value>, key: &str, value: Value) {
+pub(crate) fn set(body: &mut Map<String, Value>, key: &str, value: Value) {
     if body.len() <= LINEAR_UP_TO
         && let Some((_, slot)) = body.iter_mut().find(|(k, _)| *k == key)
     {
@@ -30,8 +32,10 @@ pub fn set(body: &mut Map<String, Value>, key: &str, value: Value) {
     body.insert(key.to_string(), value);
 }
 
-/// Drops `key` if present, keeping the order of the other fields.
-pub fn remove(body: &mut Map<String, Value>, key: &str) {
+/// Drops `key` if present, keeping the order of the other fields. The scan
+/// spares the hash for an absent key, the common case; `shift_remove` keeps
+/// the map's index in step (`retain` would rebuild it).
+pub(crate) fn remove(body: &mut Map<String, Value>, key: &str) {
     if body.len() > LINEAR_UP_TO || get(body, key).is_some() {
         body.shift_remove(key);
     }
@@ -53,6 +57,8 @@ mod tests {
     /// own methods give, field order included.
     #[test]
     fn same_results_as_the_map_itself() {
+        // Sizes on both sides of the threshold: the larger ones check that
+        // the hashed path is taken without changing the results.
         for size in [0, 1, 5, LINEAR_UP_TO, LINEAR_UP_TO + 1, 80] {
             let mut ours = Map::new();
             for i in 0..size {

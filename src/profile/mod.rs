@@ -3,7 +3,7 @@
 //! actors only talk to [`Profile`]; adding a provider means adding a variant.
 
 pub mod fault;
-pub mod fields;
+pub(crate) mod fields;
 pub mod iflow;
 mod openai;
 

@@ -5,7 +5,7 @@
 //! (GLM, Kimi-K2.5, ROME), it is forced here too.
 
 use super::models::{ReasoningLevel, ThinkingFamily, traits};
-use crate::profile::fields::{get, remove, set};
+use crate::profile::fields;
 use serde_json::{Map, Value, json};
 
 /// The official default temperature (settings key `temperature`).
@@ -25,7 +25,7 @@ pub fn requested_thinking(body: &Map<String, Value>) -> Thinking {
         enabled: true,
         level: ReasoningLevel::Low,
     };
-    if let Some(effort) = get(body, "reasoning_effort").and_then(Value::as_str) {
+    if let Some(effort) = fields::get(body, "reasoning_effort").and_then(Value::as_str) {
         match effort.to_ascii_lowercase().as_str() {
             "none" | "minimal" | "off" => t.enabled = false,
             "medium" => t.level = ReasoningLevel::Medium,
@@ -33,7 +33,7 @@ pub fn requested_thinking(body: &Map<String, Value>) -> Thinking {
             _ => {}
         }
     }
-    let switch = match get(body, "thinking") {
+    let switch = match fields::get(body, "thinking") {
         Some(Value::Bool(b)) => Some(*b),
         Some(Value::Object(o)) => match o.get("type").and_then(Value::as_str) {
             Some("enabled") => Some(true),
@@ -42,9 +42,9 @@ pub fn requested_thinking(body: &Map<String, Value>) -> Thinking {
         },
         _ => None,
     }
-    .or_else(|| get(body, "enable_thinking").and_then(Value::as_bool))
+    .or_else(|| fields::get(body, "enable_thinking").and_then(Value::as_bool))
     .or_else(|| {
-        get(body, "chat_template_kwargs")
+        fields::get(body, "chat_template_kwargs")
             .and_then(|k| k.get("enable_thinking"))
             .and_then(Value::as_bool)
     });
@@ -64,8 +64,7 @@ pub fn apply(
     stream: bool,
     thinking: Option<Thinking>,
 ) {
-    let mut model = body
-        .get("model")
+    let mut model = fields::get(body, "model")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
@@ -77,59 +76,67 @@ pub fn apply(
     if stream {
         crate::profile::ask_for_stream_usage(body);
     } else {
-        remove(body, "stream_options");
+        fields::remove(body, "stream_options");
     }
 
-    if get(body, "temperature").is_none_or(Value::is_null) {
-        set(body, "temperature", json!(DEFAULT_TEMPERATURE));
+    if fields::get(body, "temperature").is_none_or(Value::is_null) {
+        fields::set(body, "temperature", json!(DEFAULT_TEMPERATURE));
     }
 
     let thinking = thinking.unwrap_or_else(|| requested_thinking(body));
     apply_thinking(body, &mut model, thinking);
-    set(body, "model", Value::String(model.clone()));
+    fields::set(body, "model", Value::String(model.clone()));
 
     // The thinking rules may have renamed the model; the rest go by the
     // name that is sent.
     let t = traits(&model);
     if t.glm_sampling {
-        set(body, "temperature", json!(1));
-        set(body, "top_p", json!(0.95));
+        fields::set(body, "temperature", json!(1));
+        fields::set(body, "top_p", json!(0.95));
     }
 
     let client_limit = ["max_new_tokens", "max_tokens", "max_completion_tokens"]
         .iter()
-        .find_map(|k| get(body, k).and_then(Value::as_u64).filter(|v| *v > 0));
+        .find_map(|k| {
+            fields::get(body, k)
+                .and_then(Value::as_u64)
+                .filter(|v| *v > 0)
+        });
     let limit = client_limit.unwrap_or(t.output_limit);
-    set(body, "max_new_tokens", json!(limit));
+    fields::set(body, "max_new_tokens", json!(limit));
 
     if t.kimi_k25 {
-        remove(body, "temperature");
-        set(body, "top_p", json!(0.95));
-        set(body, "n", json!(1));
-        set(body, "presence_penalty", json!(0));
-        set(body, "frequency_penalty", json!(0));
+        fields::remove(body, "temperature");
+        fields::set(body, "top_p", json!(0.95));
+        fields::set(body, "n", json!(1));
+        fields::set(body, "presence_penalty", json!(0));
+        fields::set(body, "frequency_penalty", json!(0));
     }
-    if (t.kimi_k25 || t.deepseek_max_tokens) && get(body, "max_tokens").is_none_or(Value::is_null) {
-        set(body, "max_tokens", json!(limit));
+    if (t.kimi_k25 || t.deepseek_max_tokens)
+        && fields::get(body, "max_tokens").is_none_or(Value::is_null)
+    {
+        fields::set(body, "max_tokens", json!(limit));
     }
 
-    if get(body, "stop").is_some_and(is_empty_value) {
-        remove(body, "stop");
+    if fields::get(body, "stop").is_some_and(is_empty_value) {
+        fields::remove(body, "stop");
     }
-    if get(body, "tools").is_some_and(is_empty_value) {
-        remove(body, "tools");
+    if fields::get(body, "tools").is_some_and(is_empty_value) {
+        fields::remove(body, "tools");
     }
-    if get(body, "tools").is_none() {
-        remove(body, "tool_choice");
-    } else if t.kimi_k25 && thinking.enabled && get(body, "tool_choice").is_none_or(Value::is_null)
+    if fields::get(body, "tools").is_none() {
+        fields::remove(body, "tool_choice");
+    } else if t.kimi_k25
+        && thinking.enabled
+        && fields::get(body, "tool_choice").is_none_or(Value::is_null)
     {
-        set(body, "tool_choice", json!("auto"));
+        fields::set(body, "tool_choice", json!("auto"));
     }
 
     if model == "iFlow-ROME-30BA3B" {
-        set(body, "temperature", json!(0.7));
-        set(body, "top_p", json!(0.8));
-        set(body, "top_k", json!(20));
+        fields::set(body, "temperature", json!(0.7));
+        fields::set(body, "top_p", json!(0.8));
+        fields::set(body, "top_k", json!(20));
     }
 }
 
@@ -138,14 +145,14 @@ fn apply_thinking(body: &mut Map<String, Value>, model: &mut String, t: Thinking
     match traits(model).thinking {
         ThinkingFamily::O1 => {
             if on && t.level != ReasoningLevel::Low {
-                set(body, "reasoning", json!(true));
+                fields::set(body, "reasoning", json!(true));
             }
         }
         ThinkingFamily::DeepSeek => {
             if on {
-                set(body, "thinking_mode", json!(true));
+                fields::set(body, "thinking_mode", json!(true));
                 if t.level != ReasoningLevel::Low {
-                    set(body, "reasoning", json!(true));
+                    fields::set(body, "reasoning", json!(true));
                 }
                 if model == "deepseek-v3.2-chat" {
                     *model = "deepseek-v3.2-reasoner".into();
@@ -155,8 +162,8 @@ fn apply_thinking(body: &mut Map<String, Value>, model: &mut String, t: Thinking
         ThinkingFamily::Glm47 => set_template_thinking(body, on),
         ThinkingFamily::Glm5 => {
             set_template_thinking(body, on);
-            set(body, "enable_thinking", json!(on));
-            set(body, "thinking", json!({ "type": enabled_word(on) }));
+            fields::set(body, "enable_thinking", json!(on));
+            fields::set(body, "thinking", json!({ "type": enabled_word(on) }));
         }
         ThinkingFamily::Glm | ThinkingFamily::Claude => {
             if on {
@@ -170,7 +177,7 @@ fn apply_thinking(body: &mut Map<String, Value>, model: &mut String, t: Thinking
                     ReasoningLevel::Medium => (10000, "medium"),
                     ReasoningLevel::High => (31999, "high"),
                 };
-                set(
+                fields::set(
                     body,
                     "thinking",
                     json!({ "enabled": true, "max_tokens": tokens, "reasoning_level": level }),
@@ -179,20 +186,20 @@ fn apply_thinking(body: &mut Map<String, Value>, model: &mut String, t: Thinking
         }
         ThinkingFamily::Reasoning => {
             if on {
-                set(body, "reasoning", json!(true));
+                fields::set(body, "reasoning", json!(true));
             }
         }
         ThinkingFamily::KimiK25 => {
-            set(body, "thinking", json!({ "type": enabled_word(on) }));
+            fields::set(body, "thinking", json!({ "type": enabled_word(on) }));
         }
         ThinkingFamily::Thinking => {
             if on {
-                set(body, "thinking_mode", json!(true));
+                fields::set(body, "thinking_mode", json!(true));
             }
         }
         ThinkingFamily::Mimo => {
             if on {
-                set(body, "thinking", json!({ "type": "enabled" }));
+                fields::set(body, "thinking", json!({ "type": "enabled" }));
             }
         }
         ThinkingFamily::Qwen4b | ThinkingFamily::None => {}
