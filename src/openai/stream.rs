@@ -13,42 +13,26 @@ use crate::profile::Profile;
 use bytes::{BufMut, Bytes, BytesMut};
 use memchr::memmem;
 use serde_json::Value;
+use std::sync::LazyLock;
 
 pub const KEEPALIVE: &[u8] = b": keep-alive\n\n";
-
-/// Searchers for the keys that decide whether a chunk is parsed, built once:
-/// `memmem::find` would build one per call, which cost more than the search
-/// itself on a chunk of a hundred-odd bytes.
-fn mentions(payload: &[u8], key: Key) -> bool {
-    use std::sync::LazyLock;
-    static CHOICES: LazyLock<memmem::Finder<'static>> =
-        LazyLock::new(|| memmem::Finder::new(b"\"choices\""));
-    static USAGE: LazyLock<memmem::Finder<'static>> =
-        LazyLock::new(|| memmem::Finder::new(b"\"usage\""));
-    static REASONING: LazyLock<memmem::Finder<'static>> =
-        LazyLock::new(|| memmem::Finder::new(b"\"reasoning_content\""));
-    let finder = match key {
-        Key::Choices => &CHOICES,
-        Key::Usage => &USAGE,
-        Key::ReasoningContent => &REASONING,
-    };
-    finder.find(payload).is_some()
-}
-
-/// A key [`mentions`] looks for (quoted, as in the JSON text).
-#[derive(Clone, Copy)]
-enum Key {
-    Choices,
-    Usage,
-    ReasoningContent,
-}
-
-/// The chunk's text contains `"choices"` (it may still be an error payload
-/// if not).
-pub fn mentions_choices(payload: &[u8]) -> bool {
-    mentions(payload, Key::Choices)
-}
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
+
+// Searchers for the keys that decide whether a chunk is parsed, built once:
+// `memmem::find` builds one per call, which costs more than the search
+// itself on a chunk of a hundred-odd bytes.
+static CHOICES: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"choices\""));
+static USAGE: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"usage\""));
+static REASONING: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"reasoning_content\""));
+
+/// The chunk's text contains `"choices"` (without it, it may be an error
+/// payload).
+pub fn mentions_choices(payload: &[u8]) -> bool {
+    CHOICES.find(payload).is_some()
+}
 
 /// Turns upstream SSE items into the client's stream, in one client format.
 pub trait EventShaper {
@@ -142,9 +126,9 @@ impl EventShaper for StreamShaper {
             }
             SseItem::Data(payload) => payload,
         };
-        let has_choices = mentions(&payload, Key::Choices);
-        let has_usage = mentions(&payload, Key::Usage);
-        let fold = !self.preserve_reasoning && mentions(&payload, Key::ReasoningContent);
+        let has_choices = mentions_choices(&payload);
+        let has_usage = USAGE.find(&payload).is_some();
+        let fold = !self.preserve_reasoning && REASONING.find(&payload).is_some();
         if has_choices && !has_usage && !fold {
             self.emit(&payload, out);
             return;
