@@ -11,6 +11,7 @@
 //! - [`oauth`]: iFlow login, token refresh calls, the official CLI's files;
 //! - [`store`]: accounts, gateway keys and usage on disk;
 //! - [`metrics`]: Prometheus counters and histograms;
+//! - [`json`]: compact JSON output of rewritten bodies and replies;
 //! - [`align`] and [`telemetry`]: official-client alignment checks and the
 //!   opt-in telemetry;
 //! - [`cli`] and [`config`]: the command line and settings.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod json;
 pub mod metrics;
 pub mod oauth;
 pub mod openai;

@@ -121,6 +121,7 @@ pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayE
             wants_stream_usage: true,
             starts_turn,
             thinking: thinking_of(req.get("thinking")),
+            size_hint: bytes.len(),
         },
         echo: Echo {
             model: client_model,

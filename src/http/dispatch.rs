@@ -168,7 +168,7 @@ pub async fn run(
             state.metrics.failover();
         }
         tag(req, Some(handle.label.clone()), None);
-        let (body, sent_model) = body_for(&mut bodies, &chat, &lease, translated)?;
+        let (body, sent_model) = body_for(&mut bodies, &chat, &lease, translated);
         let run = state
             .telemetry
             .as_ref()
@@ -266,10 +266,10 @@ fn body_for(
     chat: &ChatRequest,
     lease: &Lease,
     translated: bool,
-) -> Result<(Bytes, Arc<str>), GatewayError> {
+) -> (Bytes, Arc<str>) {
     let slot = (lease.profile, lease.credentials_auth);
     if let Some((_, body, model)) = bodies.iter().find(|(k, _, _)| *k == slot) {
-        return Ok((body.clone(), model.clone()));
+        return (body.clone(), model.clone());
     }
     let mut body = chat.body.clone();
     lease.profile.rewrite_body(
@@ -286,10 +286,12 @@ fn body_for(
             .and_then(|m| m.as_str())
             .unwrap_or_default(),
     );
-    let bytes =
-        Bytes::from(serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?);
+    // The rules add a few short fields at most: the client's length plus a
+    // margin is enough room to write the body without growing the buffer.
+    let body = serde_json::Value::Object(body);
+    let bytes = Bytes::from(crate::json::to_vec(&body, chat.size_hint + 256));
     bodies.push((slot, bytes.clone(), model.clone()));
-    Ok((bytes, model))
+    (bytes, model)
 }
 
 /// The tool whose result is the last message, by the id of its call.

@@ -198,7 +198,7 @@ async fn complete_reply<S: UpstreamBody>(
         }
         ReplyFormat::Anthropic(echo) => anthropic::response::message(&reply, echo),
     };
-    let bytes = serde_json::to_vec(&reply).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let bytes = crate::json::to_vec(&reply, body.len() + 256);
     let response = HttpResponse::Ok()
         .content_type("application/json")
         .body(bytes);

@@ -18,6 +18,9 @@ pub struct ChatRequest {
     pub starts_turn: bool,
     /// A thinking switch decided outside the body (translated requests).
     pub thinking: Option<Thinking>,
+    /// Length of the client's request body: the buffer size to start from
+    /// when the rewritten body is written out.
+    pub size_hint: usize,
 }
 
 impl ChatRequest {
@@ -81,6 +84,7 @@ impl ChatRequest {
             wants_stream_usage,
             starts_turn,
             thinking: None,
+            size_hint: bytes.len(),
         })
     }
 }

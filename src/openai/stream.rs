@@ -152,10 +152,8 @@ impl EventShaper for StreamShaper {
             }
         }
         if fold && normalize::chunk(&mut chunk, false) {
-            match serde_json::to_vec(&chunk) {
-                Ok(bytes) => self.emit(&Bytes::from(bytes), out),
-                Err(_) => self.emit(&payload, out),
-            }
+            let bytes = crate::json::to_vec(&chunk, payload.len() + 64);
+            self.emit(&Bytes::from(bytes), out);
             return;
         }
         self.emit(&payload, out);
