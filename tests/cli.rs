@@ -178,6 +178,24 @@ fn invalid_settings_stop_serve_with_the_variable_named() {
 }
 
 #[test]
+fn a_busy_port_stops_serve_with_one_line_and_no_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let mut cmd = command(dir.path(), dir.path());
+    cmd.args(["serve", "--host", "127.0.0.1", "--port", &port]);
+    let o = run(cmd);
+    let stderr = out(&o).1;
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: cannot listen on 127.0.0.1:{port}: ")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn a_data_dir_that_is_a_file_stops_every_command_with_the_variable_named() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");

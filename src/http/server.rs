@@ -54,12 +54,71 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Connections waiting to be accepted, per listening socket.
+const BACKLOG: i32 = 2048;
+
+/// Listening sockets on every address `host` resolves to, as actix's own
+/// `bind` makes them (address reuse, [`BACKLOG`]): one is enough; with none
+/// the last error says why.
+fn listen(host: &str, port: u16) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let mut listeners = Vec::new();
+    let mut last = None;
+    for addr in (host, port).to_socket_addrs()? {
+        let bound = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .and_then(|socket| {
+                socket.set_reuse_address(true)?;
+                socket.bind(&addr.into())?;
+                socket.listen(BACKLOG)?;
+                Ok(std::net::TcpListener::from(socket))
+            });
+        match bound {
+            Ok(listener) => listeners.push(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    match (listeners.is_empty(), last) {
+        (false, _) => Ok(listeners),
+        (true, Some(e)) => Err(e),
+        (true, None) => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the host name resolves to no address",
+        )),
+    }
+}
+
 pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     install_crypto_provider();
+    // Take the port before any actor starts: a busy port or an unknown host
+    // then ends the command with its one-line error, with nothing to stop.
+    let addr = format!("{}:{}", config.host, config.port);
+    let listeners = listen(&config.host, config.port).map_err(|source| ServeError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
     let data_dir = cli.data_dir.as_path();
     let metrics = Arc::new(Metrics::default());
     let signal = Arc::new(PoolSignal::default());
     let stores = Stores::open(data_dir)?;
+    // Before the actors start, like the port: a failure here has nothing to stop.
+    let telemetry = match config.telemetry.align_mode {
+        AlignMode::Off => None,
+        AlignMode::Official => {
+            let telemetry =
+                Telemetry::new(config.telemetry.clone(), data_dir).map_err(|source| {
+                    ServeError::Store(StoreError::Io {
+                        action: "prepare telemetry in",
+                        path: data_dir.to_path_buf(),
+                        source,
+                    })
+                })?;
+            log::warn!("IFLOW_ALIGN_MODE=official: sending the official client's telemetry");
+            let client = client::build(&config, &cli.upstream_proxy);
+            actix_web::rt::spawn(telemetry.clone().fetch_cna(client));
+            Some(telemetry)
+        }
+    };
     let account_store = stores.accounts.clone();
     // Account actors live on the HTTP workers' threads (see actors::homes).
     let homes = Homes::default();
@@ -101,23 +160,6 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     let picker = scheduler.picker();
     let scheduler = scheduler.start();
 
-    let telemetry = match config.telemetry.align_mode {
-        AlignMode::Off => None,
-        AlignMode::Official => {
-            let telemetry =
-                Telemetry::new(config.telemetry.clone(), data_dir).map_err(|source| {
-                    ServeError::Store(StoreError::Io {
-                        action: "prepare telemetry in",
-                        path: data_dir.to_path_buf(),
-                        source,
-                    })
-                })?;
-            log::warn!("IFLOW_ALIGN_MODE=official: sending the official client's telemetry");
-            let client = client::build(&config, &cli.upstream_proxy);
-            actix_web::rt::spawn(telemetry.clone().fetch_cna(client));
-            Some(telemetry)
-        }
-    };
     let config = Arc::new(config);
     let state = web::Data::new(AppState {
         config: config.clone(),
@@ -140,10 +182,9 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let addr = format!("{}:{}", config.host, config.port);
     let stall = config.client_stall_timeout;
     let workers_registry = registry.clone();
-    let server = HttpServer::new(move || {
+    let mut server = HttpServer::new(move || {
         // Runs on each worker's thread as it starts (again after a restart).
         if homes.register_current() {
             workers_registry.do_send(PlaceActors::default());
@@ -183,16 +224,16 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     .h1_allow_half_closed(false)
     // Whole seconds only; round up so "500ms" still leaves some grace.
     .shutdown_timeout(config.shutdown_timeout.as_secs_f64().ceil() as u64)
-    .backlog(2048)
     // Stream events are small writes: without this, Nagle's algorithm holds
     // each one until the client's delayed ACK (tens of milliseconds).
     .tcp_nodelay(true)
-    .disable_signals()
-    .bind((config.host.as_str(), config.port))
-    .map_err(|source| ServeError::Bind {
-        addr: addr.clone(),
-        source,
-    })?;
+    .disable_signals();
+    for listener in listeners {
+        server = server.listen(listener).map_err(|source| ServeError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    }
     for bound in server.addrs() {
         log::info!(
             "iflow-actix {} listening on http://{bound} ({accounts} accounts, {workers} workers, data in {})",
