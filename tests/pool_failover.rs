@@ -232,6 +232,28 @@ fn a_stream_refused_before_its_first_byte_moves_to_another_account() {
 }
 
 #[test]
+fn a_stream_that_is_empty_or_unreadable_moves_to_another_account_which_rests() {
+    // Nothing reached the client in either case: the stream ended before
+    // its first event, or its body had no framing awc can read.
+    for scenario in ["stream_empty", "close_delimited"] {
+        let p = pool(2, &[]);
+        p.mocks[0].force(scenario);
+        for k in 0..4 {
+            let text = format!("{scenario} #{k}");
+            let resp = chat(p.gw.addr, &p.key, &stream_body("glm-5", &text));
+            assert_eq!(resp.status, 200, "{scenario}: {}", resp.text());
+            assert_eq!(resp.text(), client_sse(false), "{scenario}");
+        }
+        assert_eq!(
+            p.mocks[0].requests().len(),
+            1,
+            "{scenario}: the failing account was not rested: {:?}",
+            p.counts()
+        );
+    }
+}
+
+#[test]
 fn a_stream_broken_after_its_first_bytes_ends_with_an_error_and_is_not_moved() {
     let p = pool(3, &[]);
     let resp = chat(

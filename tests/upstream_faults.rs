@@ -168,6 +168,57 @@ fn non_stream_reply_cut_off_midway_is_502_unreachable() {
 }
 
 #[test]
+fn a_reply_ended_by_closing_the_connection_is_refused_in_http_1_1_and_read_in_1_0() {
+    let s = setup(&[]);
+    for body in [
+        user_body("glm-5", "scenario:close_delimited"),
+        stream_body("glm-5", "scenario:close_delimited"),
+    ] {
+        let resp = chat(s.gw.addr, &s.account, &body);
+        assert_error(&resp, 502, "upstream_error", "upstream_server_error");
+        assert!(
+            resp.text()
+                .contains("neither Content-Length nor chunked encoding"),
+            "{}",
+            resp.text()
+        );
+    }
+    // HTTP/1.0 has no chunked encoding: there, the close is the only way
+    // to end a body, and the reply is read whole.
+    let resp = chat(
+        s.gw.addr,
+        &s.account,
+        &user_body("glm-5", "scenario:close_delimited_10"),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let resp = chat(
+        s.gw.addr,
+        &s.account,
+        &stream_body("glm-5", "scenario:close_delimited_10"),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(resp.text().ends_with("data: [DONE]\n\n"), "{}", resp.text());
+    assert!(!resp.text().contains("error"), "{}", resp.text());
+}
+
+#[test]
+fn a_stream_that_ends_before_its_first_event_is_502_unreachable() {
+    let s = setup(&[]);
+    let resp = chat(
+        s.gw.addr,
+        &s.account,
+        &stream_body("glm-5", "scenario:stream_empty"),
+    );
+    assert_error(&resp, 502, "upstream_error", "upstream_unreachable");
+    assert!(
+        resp.text()
+            .contains("the stream ended before its first event"),
+        "{}",
+        resp.text()
+    );
+}
+
+#[test]
 fn never_answering_upstream_times_out_with_504() {
     let s = setup(&[("IFLOW_UPSTREAM_TIMEOUT", "1s")]);
     let started = Instant::now();

@@ -94,6 +94,29 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
         .map(str::to_string)
 }
 
+/// An HTTP/1.1 reply with neither a length nor chunked encoding, whose body
+/// would end when the server closes the connection (RFC 9112 6.3). awc
+/// (actix-http's decoder) reads such a body as empty, so it is refused with
+/// a message that says why rather than as an empty or broken reply. It is
+/// the server's way of answering, so the account rests (cooldown) and a pool
+/// request moves on.
+fn close_delimited<S>(resp: &awc::ClientResponse<S>, account: &str) -> Option<GatewayError> {
+    let framed = resp.headers().contains_key(header::CONTENT_LENGTH)
+        || resp.headers().contains_key(header::TRANSFER_ENCODING);
+    (resp.version() == actix_web::http::Version::HTTP_11 && !framed).then(|| {
+        GatewayError::upstream(
+            account,
+            UpstreamFault::ServerError {
+                status: resp.status().as_u16(),
+                message: "the reply has neither Content-Length nor chunked encoding (a body \
+                          ended by closing the connection), which the gateway's HTTP client \
+                          cannot read; the upstream must send one of them"
+                    .into(),
+            },
+        )
+    })
+}
+
 fn body_error(account: &str, e: PayloadError, limit: usize, timeout: Duration) -> GatewayError {
     let fault = match e {
         PayloadError::Overflow => {
@@ -137,6 +160,9 @@ async fn complete_reply<S: UpstreamBody>(
 ) -> Result<(HttpResponse, Option<Value>), GatewayError> {
     if !resp.status().is_success() {
         return Err(fail_with_status(resp, &lease, opts.body_timeout).await);
+    }
+    if let Some(e) = close_delimited(&resp, &lease.account_label) {
+        return Err(e);
     }
     // awc ends a body cut short by a closed connection as if it were
     // complete; an unencoded body can be checked against its length.
@@ -243,6 +269,10 @@ pub async fn stream<S: UpstreamBody>(
     if !resp.status().is_success() {
         meter.finish(false, None);
         return Err(fail_with_status(resp, &lease, opts.body_timeout).await);
+    }
+    if let Some(e) = close_delimited(&resp, &lease.account_label) {
+        meter.finish(false, None);
+        return Err(e);
     }
     let content_type = header_text(resp.headers(), header::CONTENT_TYPE)
         .unwrap_or_default()
@@ -353,6 +383,20 @@ async fn first_look<S: UpstreamBody>(
                 while let Some(item) = look.decoder.next_item() {
                     look.items.push(item);
                 }
+            }
+        }
+    }
+    if look.ended && look.items.is_empty() {
+        // A last line without its newline still counts as an event; an
+        // upstream that ended without any has failed like a broken
+        // connection, and the client has received nothing yet.
+        match look.decoder.finish() {
+            Some(item) => look.items.push(item),
+            None => {
+                return Err(GatewayError::upstream(
+                    account,
+                    UpstreamFault::Unreachable("the stream ended before its first event".into()),
+                ));
             }
         }
     }

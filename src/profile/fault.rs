@@ -5,7 +5,7 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamFault {
-    #[error("could not connect to the upstream: {0}")]
+    #[error("the upstream connection failed: {0}")]
     Unreachable(String),
     #[error("the upstream did not answer within {0:?}")]
     Timeout(Duration),
@@ -112,7 +112,9 @@ impl UpstreamFault {
             UpstreamFault::ConcurrencyLimit(_)
             | UpstreamFault::Unreachable(_)
             | UpstreamFault::Timeout(_) => Verdict::CoolDown(None),
-            UpstreamFault::ServerError { status, .. } if *status >= 500 || *status == 200 => {
+            UpstreamFault::ServerError { status, .. }
+                if *status >= 500 || (200..300).contains(status) =>
+            {
                 Verdict::CoolDown(None)
             }
             UpstreamFault::KeyInvalid(_) | UpstreamFault::AuthRejected { .. } => {

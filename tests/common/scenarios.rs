@@ -237,6 +237,28 @@ pub(super) fn respond(
             let b = json!({"status": code, "msg": text});
             reply(s, 200, "application/json", &[], b.to_string().as_bytes())
         }
+        "stream_empty" => stream_head(s, &[]) && stream_pieces(s, b""),
+        "close_delimited" | "close_delimited_10" => {
+            // A reply with neither a length nor chunked encoding, whose end
+            // is the closed connection (RFC 9112 6.3), in HTTP/1.1 or 1.0.
+            let version = if name == "close_delimited_10" {
+                "1.0"
+            } else {
+                "1.1"
+            };
+            let (ctype, data) = match body["stream"] == true {
+                true => ("text/event-stream", fixtures::upstream_sse()),
+                false => ("application/json", complete),
+            };
+            let head = format!(
+                "HTTP/{version} 200 OK\r\ncontent-type: {ctype}\r\nconnection: close\r\n\r\n"
+            );
+            let _ = s
+                .write_all(head.as_bytes())
+                .and_then(|()| s.write_all(data.as_bytes()))
+                .and_then(|()| s.flush());
+            return false;
+        }
         "cut_body" => {
             // A 200 reply whose body stops halfway, then the connection closes.
             let head = "HTTP/1.1 200 Mock\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"id\":";
