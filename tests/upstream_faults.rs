@@ -4,10 +4,11 @@
 
 mod common;
 
+use common::anthropic::{messages, user_msg};
 use common::client::chat;
 use common::fixtures::BIZ_ERRORS;
 use common::gateway::{Gateway, import};
-use common::{API_KEY, assert_error, setup, stream_body, user_body};
+use common::{API_KEY, assert_error, setup, setup_kind, stream_body, user_body};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -216,6 +217,29 @@ fn a_stream_that_ends_before_its_first_event_is_502_unreachable() {
         "{}",
         resp.text()
     );
+}
+
+#[test]
+fn an_openai_accounts_400_context_overflow_is_413_and_prompt_too_long_on_messages() {
+    let s = setup_kind("openai", &[]);
+    for body in [
+        user_body("gpt-4o", "scenario:openai_overflow"),
+        stream_body("gpt-4o", "scenario:openai_overflow"),
+    ] {
+        let resp = chat(s.gw.addr, &s.account, &body);
+        assert_error(
+            &resp,
+            413,
+            "invalid_request_error",
+            "context_length_exceeded",
+        );
+    }
+    let resp = messages(s.gw.addr, &s.account, &user_msg("scenario:openai_overflow"));
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("prompt is too long: "), "{message}");
 }
 
 #[test]

@@ -148,9 +148,11 @@ impl Profile {
         retry_after: Option<String>,
         body: &[u8],
     ) -> UpstreamFault {
-        // The iFlow mapping is a superset of the generic one; its extra codes
-        // never occur in other providers' replies.
-        iflow::errors::classify_status(status, retry_after, body).redacted()
+        let fault = match self {
+            Profile::Iflow => iflow::errors::classify_status(status, retry_after, body),
+            Profile::OpenAi => openai::classify_status(status, retry_after, body),
+        };
+        fault.redacted()
     }
 }
 

@@ -136,6 +136,16 @@ pub(super) fn respond(
                 b.to_string().as_bytes(),
             )
         }
+        "openai_overflow" => {
+            // How OpenAI itself refuses a request longer than the model takes.
+            let b = json!({"error": {
+                "message": "This model's maximum context length is 8192 tokens.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded"
+            }});
+            reply(s, 400, "application/json", &[], b.to_string().as_bytes())
+        }
         "biz" | "biz_text" => {
             let payload = biz_error(arg).map_or("{}", |b| b.body);
             let ctype = if name == "biz" {
