@@ -41,6 +41,8 @@ pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayE
         Some(_) => return Err(GatewayError::invalid("`stream` must be a boolean")),
     };
 
+    check_types(&req, messages)?;
+
     let mut out_messages = Vec::new();
     if let Some(system) = req.get("system") {
         let text = text_of(system);
@@ -62,9 +64,12 @@ pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayE
         }
     }
     if out_messages.is_empty() {
-        return Err(GatewayError::invalid(
-            "`messages` must contain at least one message",
-        ));
+        return Err(GatewayError::invalid(if messages.is_empty() {
+            "`messages` must contain at least one message"
+        } else {
+            "`messages` holds nothing the gateway can send: no text, image, tool_use, \
+             tool_result or thinking block"
+        }));
     }
     let starts_turn = out_messages
         .last()
@@ -156,6 +161,53 @@ fn thinking_of(value: Option<&Value>) -> Option<Thinking> {
         }),
         _ => None,
     }
+}
+
+/// The types the Anthropic API itself checks, so that a value of the wrong
+/// type is a 400 rather than a turn or a setting quietly left out. Content
+/// blocks of a type the translation does not know are still dropped (see
+/// docs/api.md): they are well-formed, only not expressible upstream.
+fn check_types(req: &Map<String, Value>, messages: &[Value]) -> Result<(), GatewayError> {
+    match req.get("system") {
+        None | Some(Value::Null | Value::String(_)) => {}
+        Some(Value::Array(blocks)) => {
+            let text = |b: &Value| b.is_string() || b.get("text").is_some_and(Value::is_string);
+            if let Some(j) = blocks.iter().position(|b| !text(b)) {
+                return Err(GatewayError::invalid(format!(
+                    "`system[{j}]` must be a text block"
+                )));
+            }
+        }
+        Some(_) => {
+            return Err(GatewayError::invalid(
+                "`system` must be a string or an array of text blocks",
+            ));
+        }
+    }
+    for key in ["max_tokens", "temperature", "top_p", "top_k"] {
+        if req.get(key).is_some_and(|v| !v.is_null() && !v.is_number()) {
+            return Err(GatewayError::invalid(format!("`{key}` must be a number")));
+        }
+    }
+    for (i, message) in messages.iter().enumerate() {
+        match message.get("content") {
+            Some(Value::String(_)) => {}
+            Some(Value::Array(blocks)) => {
+                let typed = |b: &Value| b.get("type").is_some_and(Value::is_string);
+                if let Some(j) = blocks.iter().position(|b| !typed(b)) {
+                    return Err(GatewayError::invalid(format!(
+                        "`messages[{i}].content[{j}]` must be a content block (an object with a string `type`)"
+                    )));
+                }
+            }
+            _ => {
+                return Err(GatewayError::invalid(format!(
+                    "`messages[{i}].content` must be a string or an array of content blocks"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A string, or the text blocks of an array, joined.

@@ -209,6 +209,73 @@ fn bad_requests_are_clear() {
 }
 
 #[test]
+fn values_of_the_wrong_type_are_refused_not_dropped() {
+    let err = |body: serde_json::Value| {
+        translate(body.to_string().as_bytes(), &ModelMap::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let user = json!({"role": "user", "content": "hello"});
+    let cases = [
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": 5}, user]}),
+            "`messages[0].content` must be a string or an array",
+        ),
+        (
+            json!({"model": "m", "messages": [user, {"role": "assistant", "content": {"a": 1}}]}),
+            "`messages[1].content` must be a string or an array",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user"}]}),
+            "`messages[0].content` must be",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, "b"]}]}),
+            "`messages[0].content[1]` must be a content block",
+        ),
+        (
+            json!({"model": "m", "system": 5, "messages": [user]}),
+            "`system` must be a string or an array of text blocks",
+        ),
+        (
+            json!({"model": "m", "system": [{"type": "text", "text": "a"}, {"type": "image"}], "messages": [user]}),
+            "`system[1]` must be a text block",
+        ),
+        (
+            json!({"model": "m", "max_tokens": "10", "messages": [user]}),
+            "`max_tokens` must be a number",
+        ),
+        (
+            json!({"model": "m", "temperature": true, "messages": [user]}),
+            "`temperature` must be a number",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}),
+            "holds nothing the gateway can send",
+        ),
+    ];
+    for (body, expected) in cases {
+        let e = err(body.clone());
+        assert!(e.contains(expected), "{body}: {e}");
+    }
+    // Well-typed values still pass: null settings, a system of strings and
+    // text blocks, and unknown block types next to known ones.
+    let t = translate(
+        json!({"model": "m", "max_tokens": null, "system": ["a", {"type": "text", "text": "b"}],
+               "messages": [{"role": "user", "content": [{"type": "document"}, {"type": "text", "text": "hi"}]}]})
+        .to_string()
+        .as_bytes(),
+        &ModelMap::default(),
+    )
+    .expect("translates");
+    assert_eq!(
+        t.chat.body["messages"],
+        json!([{"role": "system", "content": "a\nb"}, {"role": "user", "content": "hi"}])
+    );
+}
+
+#[test]
 fn token_estimate_grows_with_text() {
     let short = estimate_tokens(
         br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
