@@ -56,7 +56,7 @@ pub struct Config {
     #[arg(long, env = "IFLOW_COOLDOWN_MAX", default_value = "5m", value_parser = parse_with("IFLOW_COOLDOWN_MAX", cooldown_max))]
     pub cooldown_max: Duration,
 
-    /// Keep a conversation (`user` field or `x-session-id` header) on one account.
+    /// Keep a conversation (`x-session-id` header, `user` field or Anthropic `metadata.user_id`) on one account.
     #[arg(long, env = "IFLOW_STICKY_SESSIONS", default_value = "true", value_parser = parse_with("IFLOW_STICKY_SESSIONS", boolean), action = clap::ArgAction::Set)]
     pub sticky_sessions: bool,
 
@@ -124,7 +124,7 @@ pub struct Config {
     #[arg(long, env = "IFLOW_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_with("IFLOW_SHUTDOWN_TIMEOUT", duration))]
     pub shutdown_timeout: Duration,
 
-    /// How often in-memory usage counters are written to the account files.
+    /// How often in-memory usage counters are written to the account files and usage/ledger.json.
     #[arg(long, env = "IFLOW_USAGE_FLUSH_INTERVAL", default_value = "10s", value_parser = parse_with("IFLOW_USAGE_FLUSH_INTERVAL", duration))]
     pub usage_flush_interval: Duration,
 

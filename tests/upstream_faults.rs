@@ -108,6 +108,12 @@ fn a_json_completion_in_reply_to_a_stream_request_is_an_invalid_response() {
         &stream_body("glm-5", "scenario:stream_json"),
     );
     assert_error(&resp, 502, "upstream_error", "upstream_invalid_response");
+    assert!(
+        resp.text()
+            .contains("expected an event stream, got application/json"),
+        "{}",
+        resp.text()
+    );
 }
 
 #[test]

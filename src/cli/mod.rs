@@ -43,11 +43,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "IFLOW_DATA_DIR", default_value = "./data", value_parser = parse_with("IFLOW_DATA_DIR", data_dir))]
     pub data_dir: PathBuf,
 
-    /// Log level: error, warn, info, debug or trace (RUST_LOG, when set, wins).
+    /// Log level: off, error, warn, info, debug or trace (RUST_LOG, when set, wins).
     #[arg(long, global = true, env = "IFLOW_LOG_LEVEL", default_value = "info", value_parser = parse_with("IFLOW_LOG_LEVEL", log_level))]
     pub log_level: log::LevelFilter,
 
-    /// Proxy for calls to iFlow (chat, OAuth): http://[user:pass@]host:port or socks5://host:port.
+    /// Proxy for calls to iFlow (chat, OAuth): http://[user:pass@]host:port or socks5://[user:pass@]host:port.
     #[arg(long, global = true, env = "IFLOW_UPSTREAM_PROXY", default_value = "", value_parser = parse_with("IFLOW_UPSTREAM_PROXY", proxy_url))]
     pub upstream_proxy: MaybeProxy,
 
@@ -191,9 +191,10 @@ pub enum KeyCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a key by id.
+    /// Revoke a key.
     Revoke {
-        /// Key id (`key-…`).
+        /// The key's id (`key-…`), a unique start of it (8+ characters), its
+        /// shown prefix (`sk-iflow-…`) or the whole key.
         id: String,
     },
 }

@@ -126,6 +126,9 @@ async fn full_uuid(
         .collect();
     match matches.as_slice() {
         [one] => Ok((*one).to_string()),
+        [] if given.len() < 8 => Err(TokenError::Invalid(format!(
+            "no account {given}: give the uuid or at least its first 8 characters"
+        ))),
         [] => Err(TokenError::Invalid(format!("no account {given}"))),
         _ => Err(TokenError::Invalid(format!(
             "{given} matches several accounts; give more of the uuid"

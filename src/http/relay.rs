@@ -290,7 +290,11 @@ pub async fn stream<S: UpstreamBody>(
             .ok()
             .and_then(|v| lease.profile.classify_body(&v))
             .unwrap_or_else(|| {
-                UpstreamFault::InvalidResponse("expected an event stream, got a JSON reply".into())
+                let got = match content_type.split(';').next().map(str::trim) {
+                    Some(t) if !t.is_empty() => t.to_string(),
+                    _ => "no content type".to_string(),
+                };
+                UpstreamFault::InvalidResponse(format!("expected an event stream, got {got}"))
             });
         meter.finish(false, None);
         return Err(GatewayError::upstream(&account, fault));

@@ -165,8 +165,8 @@ impl KeyStore {
             1 => matches
                 .into_iter()
                 .next()
-                .ok_or_else(|| StoreError::NotFound(id.into()))?,
-            0 => return Err(StoreError::NotFound(id.to_string())),
+                .ok_or_else(|| StoreError::KeyNotFound(id.into()))?,
+            0 => return Err(StoreError::KeyNotFound(id.to_string())),
             _ => {
                 return Err(StoreError::Invalid(format!(
                     "{id:?} matches several keys; give the full id"
@@ -218,7 +218,7 @@ mod tests {
         assert!(!revoked.is_usable(Utc::now()));
         assert!(matches!(
             store.revoke("key-nothing", Utc::now()),
-            Err(StoreError::NotFound(_))
+            Err(StoreError::KeyNotFound(_))
         ));
     }
 
@@ -232,7 +232,7 @@ mod tests {
             assert!(
                 matches!(
                     store.revoke(vague, Utc::now()),
-                    Err(StoreError::NotFound(_))
+                    Err(StoreError::KeyNotFound(_))
                 ),
                 "{vague:?} named a key"
             );
@@ -240,7 +240,7 @@ mod tests {
         let wrong = format!("{}x", plain_a.expose());
         assert!(matches!(
             store.revoke(&wrong, Utc::now()),
-            Err(StoreError::NotFound(_))
+            Err(StoreError::KeyNotFound(_))
         ));
         let revoked = store
             .revoke(plain_a.expose(), Utc::now())

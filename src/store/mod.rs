@@ -48,8 +48,13 @@ pub enum StoreError {
     },
     #[error("file {} is not usable ({reason}); it was left untouched", shown(path))]
     Corrupt { path: PathBuf, reason: String },
-    #[error("no account or key {}", crate::secret::short_id(.0))]
+    #[error("no account {}", crate::secret::short_id(.0))]
     NotFound(String),
+    #[error(
+        "no key matches {}: give its id (key-…), a unique start of the id (8+ characters), its shown prefix (sk-iflow-…) or the whole key",
+        crate::secret::short_id(.0)
+    )]
+    KeyNotFound(String),
     #[error("{0}")]
     Invalid(String),
     /// An import found its key in a file it cannot read: a new account
