@@ -19,6 +19,8 @@ pub enum GatewayError {
     Forbidden(String),
     #[error("no route for {method} {path}")]
     NotFound { method: String, path: String },
+    #[error("the model {0:?} is not in the catalogue (GET /v1/models lists it)")]
+    ModelNotFound(String),
     #[error("method {method} is not allowed on {path} (use {allow})")]
     MethodNotAllowed {
         method: String,
@@ -81,6 +83,7 @@ impl GatewayError {
             E::Unauthorized(_) => ("authentication_error", "invalid_api_key"),
             E::Forbidden(_) => ("permission_error", "forbidden"),
             E::NotFound { .. } => ("invalid_request_error", "not_found"),
+            E::ModelNotFound(_) => ("invalid_request_error", "model_not_found"),
             E::MethodNotAllowed { .. } => ("invalid_request_error", "method_not_allowed"),
             E::QueueFull { .. } => ("rate_limit_error", "account_queue_full"),
             E::QueueTimeout { .. } => ("rate_limit_error", "account_queue_timeout"),
@@ -147,7 +150,7 @@ impl ResponseError for GatewayError {
             E::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             E::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
-            E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::NotFound { .. } | E::ModelNotFound(_) => StatusCode::NOT_FOUND,
             E::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             E::QueueFull { .. } | E::QueueTimeout { .. } => StatusCode::TOO_MANY_REQUESTS,
             E::PoolBusy { .. } | E::PoolCooling { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -7,6 +7,7 @@ mod common;
 use common::client::{get, post_chat, request, send_raw};
 use common::{Setup, assert_error, secs, setup, snapshot, user_body};
 use serde_json::json;
+use std::io::{Read, Write};
 
 fn invalid(s: &Setup, body: &[u8]) {
     let resp = post_chat(s.gw.addr, &s.account, body);
@@ -120,6 +121,7 @@ fn wrong_method_is_405_and_unknown_path_is_404() {
         ("PUT", "/v1/chat/completions", "POST"),
         ("POST", "/health", "GET"),
         ("DELETE", "/v1/models", "GET"),
+        ("POST", "/v1/models/glm-5", "GET"),
     ] {
         let resp = request(s.gw.addr, method, path, &h, Some(b"{}"));
         assert_error(&resp, 405, "invalid_request_error", "method_not_allowed");
@@ -179,8 +181,37 @@ fn missing_or_unknown_bearer_is_401_and_health_needs_none() {
     let health = get(s.gw.addr, "/health", None);
     assert_eq!(health.status, 200);
     assert_eq!(health.json()["status"], "ok");
+    // HEAD: the status and headers of GET, and no body (read to the close).
+    let mut conn = std::net::TcpStream::connect(s.gw.addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(b"HEAD /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
+    assert!(
+        raw.ends_with("\r\n\r\n"),
+        "a HEAD answer has no body: {raw}"
+    );
     let models = get(s.gw.addr, "/v1/models", Some(&s.account)).json();
     assert_eq!(models["object"], "list");
+    let one = get(s.gw.addr, "/v1/models/glm-5", Some(&s.account));
+    assert_eq!(one.status, 200, "{}", one.text());
+    assert_eq!(
+        one.json(),
+        models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == "glm-5")
+            .cloned()
+            .unwrap()
+    );
+    let missing = get(s.gw.addr, "/v1/models/no-such-model", Some(&s.account));
+    assert_error(&missing, 404, "invalid_request_error", "model_not_found");
+    let anonymous = get(s.gw.addr, "/v1/models/glm-5", None);
+    assert_error(&anonymous, 401, "authentication_error", "invalid_api_key");
     assert!(
         models["data"]
             .as_array()

@@ -160,6 +160,11 @@ fn openai_python_lists_models_and_raises_typed_errors() {
     for id in ["glm-5", "qwen3-coder-plus"] {
         assert!(models.contains(&json!(id)), "{id} not in {models:?}");
     }
+    assert_eq!(got["retrieved"], json!(["glm-5", "model", "iflow"]));
+    assert_eq!(
+        got["missing"],
+        json!(["NotFoundError", 404, "model_not_found"])
+    );
     assert_eq!(
         got["auth"],
         json!(["AuthenticationError", 401, "invalid_api_key"])

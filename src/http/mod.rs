@@ -52,8 +52,10 @@ fn get(
         Output = Result<HttpResponse, GatewayError>,
     > + 'static,
 ) -> actix_web::Resource {
+    // HEAD too: uptime probes and load balancers often check with it.
     web::resource(path)
-        .route(web::get().to(handler))
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
         .default_service(web::to(only_get))
 }
 
@@ -65,6 +67,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get("/metrics", admin::metrics))
         .service(get("/v1/usage", admin::usage))
         .service(get("/v1/models", models::list))
+        .service(get("/v1/models/{id:.+}", models::retrieve))
         .service(
             web::resource("/v1/chat/completions")
                 .route(web::post().to(chat::completions))

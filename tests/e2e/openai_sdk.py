@@ -107,6 +107,12 @@ def tools():
 
 def errors():
     out = {"models": [m.id for m in client.models.list()]}
+    model = client.models.retrieve("glm-5")
+    out["retrieved"] = [model.id, model.object, model.owned_by]
+    try:
+        client.models.retrieve("no-such-model")
+    except openai.NotFoundError as e:
+        out["missing"] = [type(e).__name__, e.status_code, e.code]
     try:
         OpenAI(base_url=client.base_url, api_key="wrong-key", max_retries=0).models.list()
     except openai.AuthenticationError as e:
