@@ -231,8 +231,17 @@ fn an_account_uuid_pins_its_account_unless_keys_are_required() {
     assert_eq!(resp.status, 200, "{}", resp.text());
 
     let strict = common::gateway::Gateway::start(p.dir.path(), &[("IFLOW_REQUIRE_KEY", "true")]);
-    let resp = chat(strict.addr, &p.accounts[1], &user_body("glm-5", "pinned"));
-    assert_error(&resp, 401, "authentication_error", "invalid_api_key");
+    // A known account and an unknown uuid get the same answer, which says
+    // why without telling which uuids are accounts.
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let mut answers = Vec::new();
+    for token in [&p.accounts[1], &unknown] {
+        let resp = chat(strict.addr, token, &user_body("glm-5", "pinned"));
+        assert_error(&resp, 401, "authentication_error", "invalid_api_key");
+        answers.push(resp.text());
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert!(answers[0].contains("gateway keys only"), "{}", answers[0]);
     let resp = chat(strict.addr, &p.key, &user_body("glm-5", "pooled"));
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(p.total(), 5);

@@ -82,7 +82,19 @@ pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Princip
         }
         None => None,
     };
-    let principal = found.ok_or_else(|| GatewayError::Unauthorized("invalid API key".into()))?;
+    let principal = found.ok_or_else(|| {
+        // Said for anything shaped like a uuid, known or not, so the answer
+        // tells nobody which uuids are accounts.
+        GatewayError::Unauthorized(
+            if !accounts && uuid::Uuid::parse_str(token).is_ok() {
+                "invalid API key: this server takes gateway keys only (IFLOW_REQUIRE_KEY=true), \
+                 not account uuids"
+            } else {
+                "invalid API key"
+            }
+            .into(),
+        )
+    })?;
     if let Principal::Account(handle) = &principal {
         tag(req, Some(handle.label.clone()), None);
     }
