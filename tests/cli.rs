@@ -141,6 +141,29 @@ fn a_bad_base_url_fails_with_one_line_and_writes_nothing() {
 }
 
 #[test]
+fn an_iflow_key_without_sk_is_refused_but_another_providers_key_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cli(
+        dir.path(),
+        &import_args("abc-not-iflow", "http://127.0.0.1:9/v1"),
+    );
+    let (stdout, stderr) = out(&o);
+    assert!(!o.status.success());
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("starts with sk-"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("abc-not-iflow"), "{stderr}");
+    assert!(!dir.path().join("accounts").exists());
+
+    let mut args = import_args("abc-not-iflow", "http://127.0.0.1:9/v1");
+    args.extend(["--kind", "openai"]);
+    let o = cli(dir.path(), &args);
+    assert!(o.status.success(), "{}", out(&o).1);
+}
+
+#[test]
 fn version_prints_the_package_version() {
     let dir = tempfile::tempdir().unwrap();
     let o = cli(dir.path(), &["version"]);

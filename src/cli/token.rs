@@ -189,6 +189,15 @@ fn key_import(
     } else {
         AuthType::Iflow
     };
+    // iFlow API keys start with `sk-` (the settings.json import checks the
+    // same); anything else would only fail later, on every request.
+    if auth_type == AuthType::Iflow && !api_key.starts_with("sk-") {
+        return Err(TokenError::Invalid(
+            "an iFlow API key starts with sk-: check the key, or add `--kind openai` for \
+             another provider's key"
+                .into(),
+        ));
+    }
     Ok(ImportAccount {
         api_key: Secret::new(api_key),
         base_url,
