@@ -21,7 +21,11 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
-    init_logging(cli.log_level);
+    let default_level = match cli.command {
+        Command::Serve(_) => log::LevelFilter::Info,
+        _ => log::LevelFilter::Warn,
+    };
+    init_logging(cli.log_level.unwrap_or(default_level));
     let mut cli = cli;
     let command = std::mem::replace(&mut cli.command, Command::Version);
     let result = match command {

@@ -164,6 +164,27 @@ fn an_iflow_key_without_sk_is_refused_but_another_providers_key_is_not() {
 }
 
 #[test]
+fn account_commands_log_nothing_at_the_default_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = |args: &[&str]| {
+        let mut cmd = command(dir.path(), dir.path());
+        cmd.env_remove("IFLOW_LOG_LEVEL").args(args);
+        let o = run(cmd);
+        let (stdout, stderr) = out(&o);
+        assert!(o.status.success(), "{args:?}: {stderr}");
+        // At info these commands log what the store did (for example
+        // "credentials changed"); their result is on stdout.
+        assert_eq!(stderr, "", "{args:?} logged at the default level");
+        stdout
+    };
+    let imported = quiet(&import_args(API_KEY, "http://127.0.0.1:9/v1"));
+    let uuid = imported.split_whitespace().nth(2).unwrap().to_string();
+    quiet(&import_args(API_KEY, "http://127.0.0.1:8/v1"));
+    quiet(&["token", "list"]);
+    quiet(&["token", "delete", "--yes", &uuid]);
+}
+
+#[test]
 fn version_prints_the_package_version() {
     let dir = tempfile::tempdir().unwrap();
     let o = cli(dir.path(), &["version"]);

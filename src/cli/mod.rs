@@ -43,9 +43,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "IFLOW_DATA_DIR", default_value = "./data", value_parser = parse_with("IFLOW_DATA_DIR", data_dir))]
     pub data_dir: PathBuf,
 
-    /// Log level: off, error, warn, info, debug or trace (RUST_LOG, when set, wins).
-    #[arg(long, global = true, env = "IFLOW_LOG_LEVEL", default_value = "info", value_parser = parse_with("IFLOW_LOG_LEVEL", log_level))]
-    pub log_level: log::LevelFilter,
+    /// Log level: off, error, warn, info, debug or trace (RUST_LOG, when set,
+    /// wins). Default: info for serve, warn for the other commands, whose
+    /// output is their result.
+    #[arg(long, global = true, env = "IFLOW_LOG_LEVEL", value_parser = parse_with("IFLOW_LOG_LEVEL", log_level))]
+    pub log_level: Option<log::LevelFilter>,
 
     /// Proxy for calls to iFlow (chat, OAuth): http://[user:pass@]host:port or socks5://[user:pass@]host:port.
     #[arg(long, global = true, env = "IFLOW_UPSTREAM_PROXY", default_value = "", value_parser = parse_with("IFLOW_UPSTREAM_PROXY", proxy_url))]
