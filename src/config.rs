@@ -72,6 +72,11 @@ pub struct Config {
     #[arg(long, env = "IFLOW_METRICS_PUBLIC", default_value = "false", value_parser = parse_with("IFLOW_METRICS_PUBLIC", boolean), action = clap::ArgAction::Set)]
     pub metrics_public: bool,
 
+    /// Browser origins allowed to call the API (CORS): comma-separated
+    /// `scheme://host[:port]`, or `*` for any. Empty: no CORS headers.
+    #[arg(long, env = "IFLOW_CORS_ORIGINS", default_value = "", value_parser = parse_with("IFLOW_CORS_ORIGINS", cors_origins))]
+    pub cors_origins: CorsOrigins,
+
     /// Pass `reasoning_content` through (true) or fold it into `content` (false).
     #[arg(long, env = "IFLOW_PRESERVE_REASONING_CONTENT", default_value = "true", value_parser = parse_with("IFLOW_PRESERVE_REASONING_CONTENT", boolean), action = clap::ArgAction::Set)]
     pub preserve_reasoning_content: bool,
@@ -131,6 +136,48 @@ pub struct Config {
     /// How often the account directory is re-read for changes made by the CLI.
     #[arg(long, env = "IFLOW_STORE_RESCAN_INTERVAL", default_value = "5s", value_parser = parse_with("IFLOW_STORE_RESCAN_INTERVAL", duration))]
     pub store_rescan_interval: Duration,
+}
+
+/// Which browser origins may call the API (`IFLOW_CORS_ORIGINS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No CORS headers: browsers may not call the API from a web page.
+    Off,
+    /// Any origin (`*`).
+    Any,
+    /// These origins, as `scheme://host[:port]`.
+    List(Vec<String>),
+}
+
+fn cors_origins(s: &str) -> Result<CorsOrigins, String> {
+    let parts: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    match parts.as_slice() {
+        [] => return Ok(CorsOrigins::Off),
+        ["*"] => return Ok(CorsOrigins::Any),
+        _ => {}
+    }
+    let origin = |p: &str| -> Result<String, String> {
+        let url = url::Url::parse(p).map_err(|e| format!("{p:?} is not an origin ({e})"))?;
+        let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+        if !matches!(url.scheme(), "http" | "https") || !bare || !url.username().is_empty() {
+            return Err(format!(
+                "{p:?} is not an origin: give scheme://host[:port], e.g. https://chat.example.com"
+            ));
+        }
+        Ok(url.origin().ascii_serialization())
+    };
+    if parts.contains(&"*") {
+        return Err("`*` allows every origin and cannot be combined with others".into());
+    }
+    parts
+        .into_iter()
+        .map(origin)
+        .collect::<Result<_, _>>()
+        .map(CorsOrigins::List)
 }
 
 /// An alias, not `Option<ProxyUrl>` written out, so clap treats the field as
@@ -339,6 +386,29 @@ mod tests {
             .expect("some");
         assert_eq!((s.scheme, s.port), (ProxyScheme::Socks5, 1080));
         assert!(proxy_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn cors_origins_are_off_any_or_a_list_of_bare_origins() {
+        assert_eq!(cors_origins(""), Ok(CorsOrigins::Off));
+        assert_eq!(cors_origins(" , "), Ok(CorsOrigins::Off));
+        assert_eq!(cors_origins("*"), Ok(CorsOrigins::Any));
+        assert_eq!(
+            cors_origins("https://Chat.Example.com, http://localhost:3000/"),
+            Ok(CorsOrigins::List(vec![
+                "https://chat.example.com".into(),
+                "http://localhost:3000".into()
+            ]))
+        );
+        for bad in [
+            "chat.example.com",
+            "https://chat.example.com/app",
+            "ftp://chat.example.com",
+            "https://u:p@chat.example.com",
+            "*,https://chat.example.com",
+        ] {
+            assert!(cors_origins(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

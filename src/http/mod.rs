@@ -8,6 +8,7 @@ pub mod auth;
 mod body;
 mod chat;
 pub mod client;
+mod cors;
 mod dispatch;
 mod health;
 mod messages;

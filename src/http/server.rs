@@ -1,7 +1,7 @@
 //! Starts the gateway: the actors, then the HTTP server with one upstream
 //! client per worker; on SIGINT/SIGTERM it drains requests and writes usage.
 
-use super::{AppState, access_log, client, routes};
+use super::{AppState, access_log, client, cors::cors, routes};
 use crate::actors::homes::Homes;
 use crate::actors::refresher::RefresherActor;
 use crate::actors::registry::{
@@ -11,11 +11,12 @@ use crate::actors::scheduler::{SchedulerActor, SchedulerSettings};
 use crate::actors::store_worker::Stores;
 use crate::actors::upstream::PoolSignal;
 use crate::cli::Cli;
-use crate::config::Config;
+use crate::config::{Config, CorsOrigins};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::telemetry::{AlignMode, Telemetry};
 use actix::Actor;
+use actix_web::middleware::Condition;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use std::sync::Arc;
@@ -192,6 +193,10 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(client::build(&factory_config, &proxy)))
+            .wrap(Condition::new(
+                factory_config.cors_origins != CorsOrigins::Off,
+                from_fn(cors),
+            ))
             .wrap(from_fn(access_log))
             .configure(routes)
     })
