@@ -110,6 +110,11 @@ fn a_revoked_key_is_refused_from_the_next_rescan_on() {
 
     let out = cli_ok(s.dir.path(), &["key", "revoke", &id]);
     assert!(out.starts_with(&format!("revoked {id} ")), "{out}");
+    let again = cli_ok(s.dir.path(), &["key", "revoke", &id]);
+    assert!(
+        again.starts_with(&format!("{id} (")) && again.contains("was already revoked on "),
+        "{again}"
+    );
     let mut last = None;
     let refused = wait_until(secs(5), || {
         let resp = chat(s.gw.addr, &key, &user_body("glm-5", "after revoke"));

@@ -79,11 +79,21 @@ pub async fn run(cmd: KeyCommand, cli: &Cli) -> Result<(), KeyError> {
             }
         }
         KeyCommand::Revoke { id } => {
+            let asked = chrono::Utc::now();
             let key = registry
                 .send(RevokeKey(id))
                 .await
                 .map_err(|_| KeyError::Registry)??;
-            say!("revoked {} ({}…)", key.id, key.prefix);
+            // Revoking keeps the first revocation time.
+            match key.revoked_at.filter(|at| *at < asked) {
+                Some(at) => say!(
+                    "{} ({}…) was already revoked on {}",
+                    key.id,
+                    key.prefix,
+                    at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                None => say!("revoked {} ({}…)", key.id, key.prefix),
+            }
         }
     }
     Ok(())
