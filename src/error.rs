@@ -17,8 +17,13 @@ pub enum GatewayError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
-    #[error("no route for {method} {path}")]
-    NotFound { method: String, path: String },
+    #[error("no route for {method} {path}{}", hint.as_deref().map(|h| format!(" (did you mean {h}? check the client's base URL)")).unwrap_or_default())]
+    NotFound {
+        method: String,
+        path: String,
+        /// The route the path was probably meant for.
+        hint: Option<String>,
+    },
     #[error("the model {0:?} is not in the catalogue (GET /v1/models lists it)")]
     ModelNotFound(String),
     #[error("method {method} is not allowed on {path} (use {allow})")]

@@ -135,6 +135,25 @@ fn wrong_method_is_405_and_unknown_path_is_404() {
     ] {
         let resp = request(s.gw.addr, "GET", path, &h, None);
         assert_error(&resp, 404, "invalid_request_error", "not_found");
+        assert!(!resp.text().contains("did you mean"), "{}", resp.text());
+    }
+    // A base URL with a trailing slash, joined with a path that starts
+    // with one: still 404, but the message names the route.
+    for path in [
+        "/v1//chat/completions",
+        "/v1/chat/completions/",
+        "//v1/models",
+    ] {
+        let resp = request(s.gw.addr, "POST", path, &h, Some(b"{}"));
+        assert_error(&resp, 404, "invalid_request_error", "not_found");
+        let tidy = path.replace("//", "/");
+        let tidy = tidy.trim_end_matches('/');
+        assert!(
+            resp.text()
+                .contains(&format!("did you mean {tidy}? check the client's base URL")),
+            "{}",
+            resp.text()
+        );
     }
 }
 
