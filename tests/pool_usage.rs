@@ -181,3 +181,54 @@ fn usage_is_written_at_shutdown_and_adds_up_across_restarts() {
     let want = Rows::from([((uuid, id, "glm-5".to_string()), [3, 0, 33, 21])]);
     assert_eq!(ledger_rows(dir.path()), Some(want));
 }
+
+#[test]
+fn a_call_the_client_abandoned_is_booked_as_a_failed_attempt_and_logged_499() {
+    let p = pool(1, &[("IFLOW_METRICS_PUBLIC", "true")]);
+    let (_, admin) = create_key(p.dir.path(), &["--admin"]);
+    // Before the answer starts: a held non-stream call, and a held stream
+    // whose reply head never came.
+    for (k, body) in [
+        user_body("glm-5", "scenario:hold"),
+        stream_body("glm-5", "scenario:hold"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let raw = common::client::chat_request(&p.key, body);
+        let mut gone = common::client::connect(p.gw.addr);
+        std::io::Write::write_all(&mut gone, &raw).unwrap();
+        assert!(p.mocks[0].wait_in_flight(1, secs(10)), "call {k}: {}", p.gw.log());
+        let _ = gone.shutdown(std::net::Shutdown::Both);
+        drop(gone);
+        assert!(
+            wait_until(secs(5), || p.mocks[0].in_flight() == 0),
+            "call {k} was not cancelled"
+        );
+    }
+    let booked = wait_until(secs(5), || {
+        let api = get(p.gw.addr, "/v1/usage", Some(&admin)).json();
+        let by_key = &api["by_key"][&p.key_id];
+        by_key["requests"] == 2 && by_key["errors"] == 2
+    });
+    assert!(
+        booked,
+        "{}",
+        get(p.gw.addr, "/v1/usage", Some(&admin)).text()
+    );
+    let metrics = get(p.gw.addr, "/metrics", None).text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("iflow_requests_total{")
+                && l.contains("status=\"499\"")
+                && l.ends_with(" 2")),
+        "{metrics}"
+    );
+    let log = p.gw.log();
+    assert_eq!(
+        log.matches("POST /v1/chat/completions 499 ").count(),
+        2,
+        "{log}"
+    );
+}

@@ -8,37 +8,48 @@ use crate::error::GatewayError;
 use crate::store::keys::KEY_PREFIX;
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest};
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest wait for the registry's disk check of an unknown token.
 const RESOLVE_WAIT: Duration = Duration::from_secs(5);
 
-/// What the access log and metrics know about a request.
+/// What the access log and metrics know about a request. The access log
+/// puts one in the request's extensions and keeps a handle, so it can still
+/// read it when the request was dropped half-way.
 #[derive(Clone, Default)]
-pub struct RequestTag {
+pub struct RequestTag(Rc<RefCell<Tagged>>);
+
+#[derive(Clone, Default)]
+pub struct Tagged {
     pub account: Option<Arc<str>>,
     pub model: Option<Arc<str>>,
 }
 
+impl RequestTag {
+    pub fn get(&self) -> Tagged {
+        self.0.borrow().clone()
+    }
+}
+
 pub fn tag(req: &HttpRequest, account: Option<Arc<str>>, model: Option<&Arc<str>>) {
     let mut ext = req.extensions_mut();
-    let tag = ext.get_mut::<RequestTag>();
-    match tag {
-        Some(t) => {
-            if account.is_some() {
-                t.account = account;
-            }
-            if let Some(m) = model {
-                t.model = Some(m.clone());
-            }
-        }
+    let tag = match ext.get::<RequestTag>() {
+        Some(tag) => tag.clone(),
         None => {
-            ext.insert(RequestTag {
-                account,
-                model: model.cloned(),
-            });
+            let tag = RequestTag::default();
+            ext.insert(tag.clone());
+            tag
         }
+    };
+    let mut t = tag.0.borrow_mut();
+    if account.is_some() {
+        t.account = account;
+    }
+    if let Some(m) = model {
+        t.model = Some(m.clone());
     }
 }
 

@@ -1,7 +1,9 @@
 //! Measures one upstream attempt and books it: latency histograms, tokens,
 //! and the usage ledger. Created per attempt, finished exactly once (by the
 //! relay when the reply or stream ends, or by the dispatcher when sending
-//! failed). It also holds the gateway key's concurrency permit, so the key's
+//! failed). A meter dropped unfinished (the client left while the call was
+//! under way, so the request's future was dropped) books a failed attempt:
+//! the upstream call was made. It also holds the gateway key's concurrency permit, so the key's
 //! slot lasts as long as the request.
 
 use crate::actors::registry::{UsageEvent, UsageLedger};
@@ -24,6 +26,7 @@ pub struct Meter {
     sent: Option<Instant>,
     head: Option<Duration>,
     pub key_permit: Option<Arc<OwnedSemaphorePermit>>,
+    finished: bool,
 }
 
 impl Meter {
@@ -50,6 +53,7 @@ impl Meter {
             sent: None,
             head: None,
             key_permit,
+            finished: false,
         }
     }
 
@@ -68,7 +72,14 @@ impl Meter {
     }
 
     /// Books the attempt; `usage` is the upstream's usage object, if any.
-    pub fn finish(self, ok: bool, usage: Option<&Value>) {
+    pub fn finish(mut self, ok: bool, usage: Option<&Value>) {
+        self.book(ok, usage);
+    }
+
+    fn book(&mut self, ok: bool, usage: Option<&Value>) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         let upstream = self.sent.map(|s| s.elapsed()).unwrap_or_default();
         if self.sent.is_some() {
             self.metrics.upstream_latency.observe(upstream);
@@ -97,5 +108,11 @@ impl Meter {
             prompt_tokens: prompt,
             completion_tokens: completion,
         });
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.book(false, None);
     }
 }
