@@ -198,7 +198,11 @@ fn a_call_the_client_abandoned_is_booked_as_a_failed_attempt_and_logged_499() {
         let raw = common::client::chat_request(&p.key, body);
         let mut gone = common::client::connect(p.gw.addr);
         std::io::Write::write_all(&mut gone, &raw).unwrap();
-        assert!(p.mocks[0].wait_in_flight(1, secs(10)), "call {k}: {}", p.gw.log());
+        assert!(
+            p.mocks[0].wait_in_flight(1, secs(10)),
+            "call {k}: {}",
+            p.gw.log()
+        );
         let _ = gone.shutdown(std::net::Shutdown::Both);
         drop(gone);
         assert!(

@@ -87,31 +87,64 @@ fn a_request_in_flight_at_sigterm_completes_and_is_counted() {
 }
 
 #[test]
-fn a_stream_still_open_at_sigterm_is_cut_after_the_shutdown_timeout() {
+fn streams_still_open_at_sigterm_are_cut_after_the_shutdown_timeout_and_booked_as_errors() {
     let mut s = setup(&[
         ("IFLOW_USAGE_FLUSH_INTERVAL", "1h"),
         ("IFLOW_SHUTDOWN_TIMEOUT", "2s"),
         ("IFLOW_SSE_KEEPALIVE", "200ms"),
+        ("IFLOW_CONCURRENCY", "8"),
     ]);
-    let mut stream = open_stream(
-        s.gw.addr,
-        &s.account,
-        &stream_body("glm-5", "scenario:stream_hold"),
-    );
-    assert!(stream.read_until(secs(5), |t| t.contains("data: ")));
+    // Several, so both workers hold some: each worker drops its own after
+    // the server has returned, and every one must still be booked.
+    const STREAMS: usize = 6;
+    let mut streams: Vec<_> = (0..STREAMS)
+        .map(|_| {
+            open_stream(
+                s.gw.addr,
+                &s.account,
+                &stream_body("glm-5", "scenario:stream_hold"),
+            )
+        })
+        .collect();
+    for stream in &mut streams {
+        assert!(stream.read_until(secs(5), |t| t.contains("data: ")));
+    }
 
     let (exit, took) =
-        s.gw.terminate(secs(8))
+        s.gw.terminate(secs(15))
             .expect("no exit after the shutdown timeout");
     assert!(exit.success(), "{exit:?}\n{}", s.gw.log());
     assert!(
-        took >= Duration::from_millis(1500) && took < secs(5),
+        took >= Duration::from_millis(1500) && took < secs(10),
         "{took:?}"
     );
-    assert_eq!(account_file(s.dir.path(), &s.account)["request_count"], 1);
+    assert_eq!(
+        account_file(s.dir.path(), &s.account)["request_count"],
+        STREAMS
+    );
+    let ledger: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.dir.path().join("usage/ledger.json")).expect("ledger written"),
+    )
+    .unwrap();
+    let sum = |field: &str| -> u64 {
+        ledger["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[field].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("requests"), STREAMS as u64, "{ledger}\n{}", s.gw.log());
+    assert_eq!(
+        sum("errors"),
+        STREAMS as u64,
+        "cut streams ended badly: {ledger}"
+    );
     assert!(
-        s.mock.wait_early_closes(1, secs(5)),
+        s.mock.wait_early_closes(STREAMS, secs(5)),
         "upstream stream left open"
     );
-    stream.abandon();
+    for stream in streams {
+        stream.abandon();
+    }
 }

@@ -5,11 +5,11 @@
 
 use super::AppState;
 use super::auth::RequestTag;
+use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::HttpMessage;
 use actix_web::http::{Method, Uri};
+use actix_web::middleware::Next;
 use actix_web::web;
 use std::time::Instant;
 

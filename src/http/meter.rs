@@ -42,6 +42,7 @@ impl Meter {
         key_permit: Option<Arc<OwnedSemaphorePermit>>,
     ) -> Self {
         metrics.queue_wait.observe(queue_wait);
+        ledger.open();
         Self {
             metrics,
             ledger,
@@ -108,6 +109,7 @@ impl Meter {
             prompt_tokens: prompt,
             completion_tokens: completion,
         });
+        self.ledger.close();
     }
 }
 

@@ -8,6 +8,7 @@ use crate::store::{StoreError, UsageFile, UsageRow};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Writes pending usage (account counters and the ledger); answers how
@@ -28,6 +29,8 @@ type Slot = (Arc<str>, Arc<str>, Arc<str>);
 #[derive(Debug, Default)]
 pub struct UsageLedger {
     pending: Mutex<HashMap<Slot, UsageRow>>,
+    /// Attempts under way: metered but not booked yet.
+    open: AtomicUsize,
 }
 
 /// One finished request, as the ledger counts it.
@@ -41,6 +44,30 @@ pub struct UsageEvent<'a> {
 }
 
 impl UsageLedger {
+    /// An attempt starts; [`UsageLedger::close`] follows once it is booked.
+    pub fn open(&self) {
+        self.open.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn close(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Waits (at most `within`) until every attempt under way is booked;
+    /// answers how many are still open. At shutdown the workers drop the
+    /// requests they cut off on their own threads, after the server has
+    /// returned, and those attempts are booked as they are dropped.
+    pub async fn settle(&self, within: std::time::Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let open = self.open.load(Ordering::Acquire);
+            if open == 0 || tokio::time::Instant::now() >= deadline {
+                return open;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     pub fn record(&self, event: &UsageEvent<'_>) {
         let slot = (
             event.account.clone(),

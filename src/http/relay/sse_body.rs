@@ -262,13 +262,17 @@ impl<S: UpstreamBody> Stream for SseBody<S> {
 }
 
 impl<S: UpstreamBody> Drop for SseBody<S> {
-    /// Dropped before its end: the client went away. The upstream reply and
-    /// the slot go with it; the attempt is booked as it stood (failed if
-    /// the client got nothing).
+    /// Dropped before its end: the client went away, or a shutdown cut the
+    /// stream off. The upstream reply and the slot go with it; the attempt
+    /// is booked as it stood (failed if the client got nothing, or if a
+    /// shutdown cut it).
     fn drop(&mut self) {
         if let Some(meter) = self.meter.take() {
             log::debug!("account {}: client left the stream", self.account);
-            let ok = self.sent_any && self.shaper.error().is_none();
+            // A stream cut off by a shutdown did not end well for its client.
+            let ok = self.sent_any
+                && self.shaper.error().is_none()
+                && !crate::http::server::shutting_down();
             meter.finish(ok, self.shaper.usage());
         }
     }
