@@ -127,10 +127,18 @@ impl GatewayError {
             | GatewayError::PoolBusy { retry_after, .. }
             | GatewayError::PoolCooling { retry_after } => Some(retry_after.to_string()),
             GatewayError::KeyBusy { .. } => Some("1".into()),
+            // The upstream's value as whole seconds, 1 s to a day: a date,
+            // `0`, or a value that is not one pass on as a sane number.
             GatewayError::Upstream {
                 fault: UpstreamFault::RateLimited { retry_after, .. },
                 ..
-            } => Some(retry_after.clone().unwrap_or_else(|| "1".into())),
+            } => {
+                let secs = retry_after
+                    .as_deref()
+                    .and_then(|v| crate::profile::fault::parse_retry_after(v, chrono::Utc::now()))
+                    .map_or(1, |d| d.as_secs().clamp(1, 86_400));
+                Some(secs.to_string())
+            }
             GatewayError::Upstream {
                 fault: UpstreamFault::ConcurrencyLimit(_),
                 ..
@@ -220,6 +228,32 @@ mod tests {
         );
         assert_eq!(e.status_code(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(e.retry_after().as_deref(), Some("12"));
+        // What reaches the client is always whole seconds, 1 s to a day.
+        let limited = |v: Option<&str>| {
+            GatewayError::upstream(
+                "acc-1",
+                UpstreamFault::RateLimited {
+                    message: String::new(),
+                    retry_after: v.map(str::to_string),
+                },
+            )
+            .retry_after()
+        };
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(90)).to_rfc2822();
+        let secs: u64 = limited(Some(&soon))
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(0);
+        assert!((88..=90).contains(&secs), "{secs}");
+        for (given, sent) in [
+            (None, "1"),
+            (Some("abc"), "1"),
+            (Some("-5"), "1"),
+            (Some("0"), "1"),
+            (Some("999999999"), "86400"),
+        ] {
+            assert_eq!(limited(given).as_deref(), Some(sent), "{given:?}");
+        }
         let body = e.body();
         assert_eq!(body["error"]["type"], "rate_limit_error");
         assert_eq!(body["error"]["code"], "upstream_rate_limited");

@@ -104,10 +104,13 @@ impl UpstreamFault {
     /// Sorts the fault for failover and cooldown.
     pub fn verdict(&self) -> Verdict {
         match self {
+            // `Retry-After: 0` (or a date gone by) asks for no rest at all;
+            // the account still gets the backoff, as without the header.
             UpstreamFault::RateLimited { retry_after, .. } => Verdict::CoolDown(
                 retry_after
                     .as_deref()
-                    .and_then(|v| parse_retry_after(v, chrono::Utc::now())),
+                    .and_then(|v| parse_retry_after(v, chrono::Utc::now()))
+                    .filter(|d| !d.is_zero()),
             ),
             UpstreamFault::ConcurrencyLimit(_)
             | UpstreamFault::Unreachable(_)
@@ -141,6 +144,19 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn a_zero_retry_after_still_rests_the_account_with_the_backoff() {
+        let limited = |v: &str| UpstreamFault::RateLimited {
+            message: String::new(),
+            retry_after: Some(v.into()),
+        };
+        assert_eq!(limited("0").verdict(), Verdict::CoolDown(None));
+        assert_eq!(
+            limited("4").verdict(),
+            Verdict::CoolDown(Some(Duration::from_secs(4)))
+        );
     }
 
     #[test]
