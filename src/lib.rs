@@ -14,7 +14,8 @@
 //! - [`json`]: compact JSON output of rewritten bodies and replies;
 //! - [`align`] and [`telemetry`]: official-client alignment checks and the
 //!   opt-in telemetry;
-//! - [`cli`] and [`config`]: the command line and settings.
+//! - [`cli`] and [`config`]: the command line and settings;
+//! - [`shutdown`]: the process-wide shutdown state.
 
 pub mod actors;
 pub mod align;
@@ -29,5 +30,6 @@ pub mod oauth;
 pub mod openai;
 pub mod profile;
 pub mod secret;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;

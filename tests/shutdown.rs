@@ -6,7 +6,10 @@ mod common;
 
 use chrono::{DateTime, Utc};
 use common::client::{chat, open_stream};
-use common::{account_file, secs, setup, stream_body, user_body};
+use common::gateway::Gateway;
+use common::mock::Mock;
+use common::pool::pool;
+use common::{account_file, assert_error, secs, setup, stream_body, user_body};
 use std::time::Duration;
 
 const ENV: &[(&str, &str)] = &[
@@ -147,4 +150,53 @@ fn streams_still_open_at_sigterm_are_cut_after_the_shutdown_timeout_and_booked_a
     for stream in streams {
         stream.abandon();
     }
+}
+
+/// Holds the only slot with a stream on `token`, queues a request behind it
+/// with the same token, sends SIGTERM: the queued request must get 503 at
+/// once, not wait out the 10 s grace and then lose its connection.
+fn queued_request_is_refused_at_sigterm(gw: &mut Gateway, mock: &Mock, token: &str) {
+    let mut holder = open_stream(
+        gw.addr,
+        token,
+        &stream_body("glm-5", "scenario:stream_hold"),
+    );
+    assert!(holder.read_until(secs(5), |t| t.contains("data: ")));
+    let (addr, token) = (gw.addr, token.to_string());
+    let waiting = std::thread::spawn(move || {
+        let asked = std::time::Instant::now();
+        let resp = chat(addr, &token, &user_body("glm-5", "queued"));
+        (resp, asked.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    gw.send_sigterm();
+    let (resp, took) = waiting.join().unwrap();
+    assert_error(&resp, 503, "server_error", "unavailable");
+    assert!(resp.text().contains("shutting down"), "{}", resp.text());
+    assert!(took < secs(5), "answered only after {took:?}");
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "the queued request reached the upstream"
+    );
+    holder.abandon();
+    assert!(gw.wait_exit(secs(15)).is_some_and(|e| e.success()));
+}
+
+const WAIT_ENV: &[(&str, &str)] = &[
+    ("IFLOW_SHUTDOWN_TIMEOUT", "10s"),
+    ("IFLOW_SSE_KEEPALIVE", "200ms"),
+    ("IFLOW_QUEUE_TIMEOUT", "30s"),
+];
+
+#[test]
+fn a_request_waiting_in_an_accounts_queue_at_sigterm_gets_503_at_once() {
+    let mut s = setup(WAIT_ENV);
+    queued_request_is_refused_at_sigterm(&mut s.gw, &s.mock, &s.account);
+}
+
+#[test]
+fn a_request_waiting_in_the_pool_queue_at_sigterm_gets_503_at_once() {
+    let mut p = pool(1, WAIT_ENV);
+    queued_request_is_refused_at_sigterm(&mut p.gw, &p.mocks[0], &p.key);
 }

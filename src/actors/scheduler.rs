@@ -55,7 +55,11 @@ pub struct PoolTicket {
 impl PoolTicket {
     pub async fn wait(self) -> Result<Picked, GatewayError> {
         let retry_after = self.retry_after;
-        match tokio::time::timeout(self.timeout, self.rx).await {
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(self.timeout, self.rx) => waited,
+            () = crate::shutdown::signalled() => return Err(crate::shutdown::refusal()),
+        };
+        match waited {
             Ok(Ok(answer)) => answer,
             // The scheduler dropped the place: the wait is over either way.
             Ok(Err(_)) | Err(_) => Err(GatewayError::PoolBusy {

@@ -75,7 +75,11 @@ impl Ticket {
     /// Waits for a slot, up to the queue timeout.
     pub async fn wait(self, account: &str) -> Result<SlotPermit, GatewayError> {
         let retry_after = self.retry_after;
-        match tokio::time::timeout(self.timeout, self.wait).await {
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(self.timeout, self.wait) => waited,
+            () = crate::shutdown::signalled() => return Err(crate::shutdown::refusal()),
+        };
+        match waited {
             Ok(Some(permit)) => Ok(SlotPermit::new(permit, self.stats.clone())),
             Ok(None) => Err(GatewayError::Unavailable(format!(
                 "account {account} was removed"

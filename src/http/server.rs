@@ -55,14 +55,6 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Set once a shutdown signal came: a stream cut off from then on did not
-/// end well, whatever it had sent.
-static SHUTTING_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-pub fn shutting_down() -> bool {
-    SHUTTING_DOWN.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// How long shutdown waits for the requests the workers cut off to be
 /// booked before the usage is written.
 const SETTLE_WAIT: Duration = Duration::from_secs(5);
@@ -267,7 +259,7 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
         log::info!(
             "{signal} received: graceful shutdown, finishing requests in flight (up to {grace:?})"
         );
-        SHUTTING_DOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+        crate::shutdown::begin();
         crate::store::stop_lock_waits();
         handle.stop(true).await;
     });
@@ -277,7 +269,7 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     if open > 0 {
         log::warn!("{open} upstream calls were still open at shutdown; their usage is not counted");
     }
-    log::info!("stopped accepting requests; writing usage counters");
+    log::info!("requests finished or cut off; writing usage counters");
     match tokio::time::timeout(Duration::from_secs(10), registry.send(FlushUsage)).await {
         Ok(Ok(Ok(n))) => log::info!("usage written for {n} accounts"),
         Ok(Ok(Err(e))) => log::error!("usage counters could not be written: {e}"),
