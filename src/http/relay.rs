@@ -363,6 +363,7 @@ async fn first_look<S: UpstreamBody>(
         decoder: SseDecoder::new(opts.max_response_bytes),
         items: Vec::new(),
         ended: false,
+        heard: tokio::time::Instant::now(),
     };
     let deadline = tokio::time::Instant::now() + FIRST_EVENT_WAIT.min(opts.keepalive);
     while look.items.is_empty() {
@@ -381,6 +382,7 @@ async fn first_look<S: UpstreamBody>(
                 ));
             }
             Ok(Some(Ok(bytes))) => {
+                look.heard = tokio::time::Instant::now();
                 look.decoder.feed(&bytes).map_err(|e| {
                     GatewayError::upstream(account, UpstreamFault::InvalidResponse(e.to_string()))
                 })?;

@@ -74,6 +74,9 @@ pub struct Start {
     pub items: Vec<SseItem>,
     /// The upstream already ended.
     pub ended: bool,
+    /// When the upstream was last heard from (its reply head, or the last
+    /// bytes read while looking): the idle timeout counts from here.
+    pub heard: Instant,
 }
 
 impl<S: UpstreamBody> SseBody<S> {
@@ -95,6 +98,7 @@ impl<S: UpstreamBody> SseBody<S> {
             mut decoder,
             items,
             ended,
+            heard,
         } = start;
         for item in items {
             shaper.on_item(item, &mut out, &account);
@@ -102,7 +106,7 @@ impl<S: UpstreamBody> SseBody<S> {
         if ended {
             finish_at_eof(&mut decoder, &mut *shaper, &mut out, &account);
         }
-        let first_wake = now + timing.keepalive.min(timing.idle_timeout);
+        let first_wake = (now + timing.keepalive).min(heard + timing.idle_timeout);
         Self {
             upstream: Some(upstream),
             decoder,
@@ -113,7 +117,7 @@ impl<S: UpstreamBody> SseBody<S> {
             out,
             timing,
             timer: Box::pin(tokio::time::sleep_until(first_wake)),
-            last_upstream: now,
+            last_upstream: heard,
             last_sent: now,
             upstream_ended: ended,
             sent_any: false,
@@ -343,6 +347,16 @@ mod tests {
     }
 
     fn rig(upstream: Upstream, idle_timeout: Duration, keepalive: Duration) -> Rig {
+        rig_heard(upstream, idle_timeout, keepalive, Instant::now())
+    }
+
+    /// A rig whose upstream was last heard from at `heard`.
+    fn rig_heard(
+        upstream: Upstream,
+        idle_timeout: Duration,
+        keepalive: Duration,
+        heard: Instant,
+    ) -> Rig {
         let slots = Arc::new(Semaphore::new(1));
         let stats = Arc::new(SlotStats::default());
         let ledger = Arc::new(UsageLedger::default());
@@ -369,6 +383,7 @@ mod tests {
             decoder: SseDecoder::new(1 << 20),
             items: Vec::new(),
             ended: false,
+            heard,
         };
         let format = ReplyFormat::OpenAi { wants_usage: false };
         let timing = Timing {
@@ -483,6 +498,26 @@ mod tests {
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
         assert_eq!(r.stats.in_flight(), 0);
         assert_eq!(r.ledger.snapshot()[0].errors, 1);
+    }
+
+    #[actix_rt::test]
+    async fn the_idle_timeout_counts_from_when_the_upstream_was_last_heard() {
+        // The relay already waited for a first event that never came: the
+        // idle time left is what remains since the reply head arrived.
+        let upstream = stream::pending().boxed();
+        let idle = Duration::from_secs(3);
+        let heard = Instant::now() - Duration::from_millis(2900);
+        let mut r = rig_heard(upstream, idle, Duration::from_secs(60), heard);
+        let started = Instant::now();
+        let text = collect(&mut r.body)
+            .await
+            .expect("the idle timeout ends it");
+        assert!(text.contains("\"code\":\"upstream_timeout\""), "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the idle timeout restarted after the first-event wait: {:?}",
+            started.elapsed()
+        );
     }
 
     #[actix_rt::test]
