@@ -123,6 +123,10 @@ fn the_ledger_counts_requests_errors_and_tokens_per_account_key_and_model() {
     let cli: Value = serde_json::from_str(&cli_ok(p.dir.path(), &["usage", "--json"])).unwrap();
     assert_eq!(rows_of(&cli["rows"]), want);
     assert!(cli["since"].is_string(), "{cli}");
+    // The table names a key by its id and the name it was created with.
+    let table = cli_ok(p.dir.path(), &["usage"]);
+    let key_row = format!("{} (pool) ", p.key_id);
+    assert!(table.lines().any(|l| l.starts_with(&key_row)), "{table}");
 
     let (_, admin) = create_key(p.dir.path(), &["--admin"]);
     let resp = get(p.gw.addr, "/v1/usage", Some(&admin));

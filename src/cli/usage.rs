@@ -2,9 +2,9 @@
 
 use super::Cli;
 use super::token::open_registry;
-use crate::actors::registry::UsageReport;
+use crate::actors::registry::{ListKeys, UsageReport};
 use crate::store::{StoreError, UsageRow};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
@@ -34,12 +34,25 @@ pub async fn run(cli: &Cli, json: bool) -> Result<(), UsageError> {
     if let Some(since) = report.since {
         say!("since {}", since.format("%Y-%m-%d %H:%M UTC"));
     }
+    // Keys by id, with the name they were created with, where there is one.
+    let names: HashMap<String, String> = registry
+        .send(ListKeys)
+        .await
+        .map_err(|_| UsageError::Registry)?
+        .into_iter()
+        .filter(|k| !k.name.is_empty())
+        .map(|k| (k.id, k.name))
+        .collect();
+    let key_label = move |r: &UsageRow| match names.get(&r.key) {
+        Some(name) => format!("{} ({name})", r.key),
+        None => r.key.clone(),
+    };
     for (title, by) in [
         (
             "ACCOUNT",
             Box::new(|r: &UsageRow| r.account.clone()) as Box<dyn Fn(&UsageRow) -> String>,
         ),
-        ("KEY", Box::new(|r: &UsageRow| r.key.clone())),
+        ("KEY", Box::new(key_label)),
         ("MODEL", Box::new(|r: &UsageRow| r.model.clone())),
     ] {
         let mut totals: BTreeMap<String, UsageRow> = BTreeMap::new();
