@@ -133,10 +133,20 @@ impl GatewayError {
                 fault: UpstreamFault::RateLimited { retry_after, .. },
                 ..
             } => {
-                let secs = retry_after
-                    .as_deref()
-                    .and_then(|v| crate::profile::fault::parse_retry_after(v, chrono::Utc::now()))
-                    .map_or(1, |d| d.as_secs().clamp(1, 86_400));
+                let secs = match retry_after.as_deref().map(str::trim) {
+                    // Whole seconds too many for a u64 are still "a long time".
+                    Some(v)
+                        if v.trim_start_matches('0').len() > 5
+                            && v.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        86_400
+                    }
+                    v => v
+                        .and_then(|v| {
+                            crate::profile::fault::parse_retry_after(v, chrono::Utc::now())
+                        })
+                        .map_or(1, |d| d.as_secs().clamp(1, 86_400)),
+                };
                 Some(secs.to_string())
             }
             GatewayError::Upstream {
@@ -251,6 +261,9 @@ mod tests {
             (Some("-5"), "1"),
             (Some("0"), "1"),
             (Some("999999999"), "86400"),
+            (Some("99999999999999999999999"), "86400"),
+            (Some("86399"), "86399"),
+            (Some("0000007"), "7"),
         ] {
             assert_eq!(limited(given).as_deref(), Some(sent), "{given:?}");
         }

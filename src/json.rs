@@ -141,7 +141,9 @@ mod tests {
     fn same_as_serde(value: &Value) {
         let ours = to_vec(value, 0);
         let theirs = serde_json::to_vec(value).unwrap_or_default();
-        assert_eq!(
+        assert!(
+            ours == theirs,
+            "ours {}\ntheirs {}",
             String::from_utf8_lossy(&ours),
             String::from_utf8_lossy(&theirs)
         );

@@ -119,9 +119,9 @@ fn wrong_method_is_405_and_unknown_path_is_404() {
     for (method, path, allow) in [
         ("GET", "/v1/chat/completions", "POST"),
         ("PUT", "/v1/chat/completions", "POST"),
-        ("POST", "/health", "GET"),
-        ("DELETE", "/v1/models", "GET"),
-        ("POST", "/v1/models/glm-5", "GET"),
+        ("POST", "/health", "GET, HEAD"),
+        ("DELETE", "/v1/models", "GET, HEAD"),
+        ("POST", "/v1/models/glm-5", "GET, HEAD"),
     ] {
         let resp = request(s.gw.addr, method, path, &h, Some(b"{}"));
         assert_error(&resp, 405, "invalid_request_error", "method_not_allowed");

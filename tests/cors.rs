@@ -64,7 +64,10 @@ fn a_listed_origin_gets_preflights_and_cors_headers_on_every_answer() {
             Some("authorization, content-type, x-stainless-os")
         );
         assert_eq!(resp.header("access-control-max-age"), Some("3600"));
-        assert_eq!(resp.header("vary"), Some("Origin"));
+        assert_eq!(
+            resp.header("vary"),
+            Some("Origin, Access-Control-Request-Headers")
+        );
         assert!(resp.header("access-control-allow-credentials").is_none());
     }
     assert!(
@@ -109,6 +112,8 @@ fn another_origin_is_refused_at_preflight_and_gets_no_cors_headers() {
     let resp = post(s.gw.addr, &s.account, OTHER, &user_body("glm-5", "hi"));
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert!(resp.header("access-control-allow-origin").is_none());
+    // Still marked as depending on the origin, for caches in front.
+    assert_eq!(resp.header("vary"), Some("Origin"));
 }
 
 #[test]

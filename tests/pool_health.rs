@@ -29,7 +29,7 @@ fn without_accounts_the_gateway_is_live_but_not_ready() {
     assert_eq!(summary.status, 200);
     assert_eq!(
         summary.json(),
-        json!({"status": "ok", "ready": false, "accounts": 0, "usable_accounts": 0, "in_flight": 0})
+        json!({"status": "ok", "ready": false, "accounts": 0, "usable_accounts": 0, "in_flight": 0, "waiting": 0})
     );
     let resp = common::client::chat(gw.addr, &key, &common::user_body("glm-5", "hi"));
     assert_error(&resp, 503, "server_error", "unavailable");

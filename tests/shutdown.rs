@@ -112,10 +112,32 @@ fn streams_still_open_at_sigterm_are_cut_after_the_shutdown_timeout_and_booked_a
     for stream in &mut streams {
         assert!(stream.read_until(secs(5), |t| t.contains("data: ")));
     }
+    // And a non-stream call the upstream never answers.
+    let (addr, account) = (s.gw.addr, s.account.clone());
+    let held = std::thread::spawn(move || {
+        let raw = common::client::chat_request(&account, &user_body("glm-5", "scenario:hold"));
+        let mut conn = common::client::connect(addr);
+        std::io::Write::write_all(&mut conn, &raw).unwrap();
+        let mut answer = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut conn, &mut answer);
+        answer
+    });
+    assert!(s.mock.wait_in_flight(STREAMS + 1, secs(10)));
 
     let (exit, took) =
         s.gw.terminate(secs(15))
             .expect("no exit after the shutdown timeout");
+    assert!(
+        held.join().unwrap().is_empty(),
+        "the cut call got an answer"
+    );
+    let log = s.gw.log();
+    assert_eq!(
+        log.matches("POST /v1/chat/completions 503 ").count(),
+        1,
+        "the cut call is logged as 503: {log}"
+    );
+    assert!(!log.contains(" 499 "), "{log}");
     assert!(exit.success(), "{exit:?}\n{}", s.gw.log());
     assert!(
         took >= Duration::from_millis(1500) && took < secs(10),
@@ -123,7 +145,7 @@ fn streams_still_open_at_sigterm_are_cut_after_the_shutdown_timeout_and_booked_a
     );
     assert_eq!(
         account_file(s.dir.path(), &s.account)["request_count"],
-        STREAMS
+        STREAMS + 1
     );
     let ledger: serde_json::Value = serde_json::from_slice(
         &std::fs::read(s.dir.path().join("usage/ledger.json")).expect("ledger written"),
@@ -137,14 +159,19 @@ fn streams_still_open_at_sigterm_are_cut_after_the_shutdown_timeout_and_booked_a
             .map(|r| r[field].as_u64().unwrap())
             .sum()
     };
-    assert_eq!(sum("requests"), STREAMS as u64, "{ledger}\n{}", s.gw.log());
+    assert_eq!(
+        sum("requests"),
+        STREAMS as u64 + 1,
+        "{ledger}\n{}",
+        s.gw.log()
+    );
     assert_eq!(
         sum("errors"),
-        STREAMS as u64,
-        "cut streams ended badly: {ledger}"
+        STREAMS as u64 + 1,
+        "cut calls ended badly: {ledger}"
     );
     assert!(
-        s.mock.wait_early_closes(STREAMS, secs(5)),
+        s.mock.wait_early_closes(STREAMS + 1, secs(5)),
         "upstream stream left open"
     );
     for stream in streams {
@@ -168,7 +195,12 @@ fn queued_request_is_refused_at_sigterm(gw: &mut Gateway, mock: &Mock, token: &s
         let resp = chat(addr, &token, &user_body("glm-5", "queued"));
         (resp, asked.elapsed())
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // Queued for sure (not still in the listen backlog) before the signal.
+    let queued = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(25));
+        common::client::get(gw.addr, "/health", None).json()["waiting"] == 1
+    });
+    assert!(queued, "the second request never queued");
     gw.send_sigterm();
     let (resp, took) = waiting.join().unwrap();
     assert_error(&resp, 503, "server_error", "unavailable");

@@ -180,6 +180,8 @@ fn a_reply_ended_by_closing_the_connection_is_refused_in_http_1_1_and_read_in_1_
     for body in [
         user_body("glm-5", "scenario:close_delimited"),
         stream_body("glm-5", "scenario:close_delimited"),
+        user_body("glm-5", "scenario:close_delimited_identity"),
+        stream_body("glm-5", "scenario:close_delimited_identity"),
     ] {
         let resp = chat(s.gw.addr, &s.account, &body);
         assert_error(&resp, 502, "upstream_error", "upstream_server_error");

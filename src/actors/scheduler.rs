@@ -155,6 +155,11 @@ impl SchedulerActor {
 }
 
 impl PoolPicker {
+    /// Requests waiting in the pool queue.
+    pub fn waiting(&self) -> usize {
+        self.signal.waiting.load(Ordering::Relaxed)
+    }
+
     /// A slot for a request right here, if nobody is waiting in the pool
     /// queue (a newcomer must not pass them) and an account has room now.
     /// `Ok(None)`: ask the scheduler, which queues the request.

@@ -190,6 +190,11 @@ fn check_types(req: &Map<String, Value>, messages: &[Value]) -> Result<(), Gatew
         }
     }
     for (i, message) in messages.iter().enumerate() {
+        if !message.is_object() {
+            return Err(GatewayError::invalid(format!(
+                "`messages[{i}]` must be an object with `role` and `content`"
+            )));
+        }
         match message.get("content") {
             Some(Value::String(_)) => {}
             Some(Value::Array(blocks)) => {

@@ -1,6 +1,7 @@
 //! One access-log line per request: method, path, status, duration, account.
 //! A stream's line is written when its reply head goes out; a request whose
-//! client left before that is logged with status 499.
+//! client left before that is logged with status 499, one the shutdown cut
+//! off with 503.
 //! Query strings and headers are never logged.
 
 use super::AppState;
@@ -52,10 +53,17 @@ struct Entry {
     status: u16,
 }
 
+/// The status logged and counted for a request still running when the
+/// shutdown's grace period ended: its connection was closed unanswered.
+const CUT_BY_SHUTDOWN: u16 = 503;
+
 impl Drop for Entry {
     fn drop(&mut self) {
         let tag = self.tag.get();
-        let status = self.status;
+        let status = match self.status {
+            CLIENT_CLOSED if crate::shutdown::cutting_off() => CUT_BY_SHUTDOWN,
+            status => status,
+        };
         if let Some(state) = &self.state {
             state
                 .metrics

@@ -10,7 +10,7 @@
 //! - Any other request runs as usual; an allowed origin's answer, errors
 //!   included, carries `Access-Control-Allow-Origin` and exposes
 //!   `Retry-After`. Answers to other origins carry no CORS header, so the
-//!   browser keeps them from the page.
+//!   browser keeps them from the page. Every answer says `Vary: Origin`.
 //!
 //! No cookies are involved (keys travel in headers), so credentials are
 //! never allowed.
@@ -48,7 +48,7 @@ pub async fn cors<B: MessageBody>(
                 let mut answer = HttpResponse::NoContent();
                 answer
                     .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()))
-                    .insert_header((header::VARY, "Origin"))
+                    .insert_header((header::VARY, "Origin, Access-Control-Request-Headers"))
                     .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, POST"))
                     .insert_header((header::ACCESS_CONTROL_MAX_AGE, PREFLIGHT_MAX_AGE));
                 if let Some(asked) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
@@ -61,10 +61,12 @@ pub async fn cors<B: MessageBody>(
         return Ok(req.into_response(response).map_into_right_body());
     }
     let mut res = next.call(req).await?;
+    let headers = res.headers_mut();
+    // On every answer, not only allowed origins': a cache in front must not
+    // hand one origin's answer (or a no-origin one) to another.
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
     if let (true, Some(origin)) = (allowed, origin) {
-        let headers = res.headers_mut();
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        headers.append(header::VARY, HeaderValue::from_static("Origin"));
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("retry-after"),

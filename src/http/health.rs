@@ -13,11 +13,12 @@ pub async fn summary(
 ) -> Result<HttpResponse, GatewayError> {
     let directory = state.directory.load();
     let now = Utc::now();
-    let in_flight: usize = directory
+    let (in_flight, queued) = directory
         .handles()
         .iter()
-        .map(|h| h.stats.in_flight())
-        .sum();
+        .fold((0, 0), |(calls, queued), h| {
+            (calls + h.stats.in_flight(), queued + h.stats.waiting())
+        });
     let usable = directory.usable_count(now);
     Ok(HttpResponse::Ok().json(json!({
         "status": "ok",
@@ -25,6 +26,7 @@ pub async fn summary(
         "accounts": directory.len(),
         "usable_accounts": usable,
         "in_flight": in_flight,
+        "waiting": queued + state.picker.waiting(),
     })))
 }
 

@@ -1,9 +1,9 @@
 //! Measures one upstream attempt and books it: latency histograms, tokens,
 //! and the usage ledger. Created per attempt, finished exactly once (by the
 //! relay when the reply or stream ends, or by the dispatcher when sending
-//! failed). A meter dropped unfinished (the client left while the call was
-//! under way, so the request's future was dropped) books a failed attempt:
-//! the upstream call was made. It also holds the gateway key's concurrency permit, so the key's
+//! failed). A meter dropped unfinished (the client left, or a shutdown cut
+//! the request off, while the call was under way: connecting, sending or
+//! reading the reply) books a failed attempt. It also holds the gateway key's concurrency permit, so the key's
 //! slot lasts as long as the request.
 
 use crate::actors::registry::{UsageEvent, UsageLedger};

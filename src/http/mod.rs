@@ -134,7 +134,7 @@ async fn only_post_anthropic(req: HttpRequest) -> Result<HttpResponse, Anthropic
 }
 
 async fn only_get(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
-    Err(method_not_allowed(&req, "GET"))
+    Err(method_not_allowed(&req, "GET, HEAD"))
 }
 
 async fn only_post(req: HttpRequest) -> Result<HttpResponse, GatewayError> {

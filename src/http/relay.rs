@@ -101,8 +101,13 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
 /// the server's way of answering, so the account rests (cooldown) and a pool
 /// request moves on.
 fn close_delimited<S>(resp: &awc::ClientResponse<S>, account: &str) -> Option<GatewayError> {
-    let framed = resp.headers().contains_key(header::CONTENT_LENGTH)
-        || resp.headers().contains_key(header::TRANSFER_ENCODING);
+    // actix-http reads `Transfer-Encoding: identity` without a length as
+    // an empty body too: only a length or chunked encoding frames it.
+    let chunked = resp.headers().get_all(header::TRANSFER_ENCODING).any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    });
+    let framed = resp.headers().contains_key(header::CONTENT_LENGTH) || chunked;
     (resp.version() == actix_web::http::Version::HTTP_11 && !framed).then(|| {
         GatewayError::upstream(
             account,

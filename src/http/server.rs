@@ -259,7 +259,8 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
         log::info!(
             "{signal} received: graceful shutdown, finishing requests in flight (up to {grace:?})"
         );
-        crate::shutdown::begin();
+        // actix counts the grace period in whole seconds, rounded up.
+        crate::shutdown::begin(Duration::from_secs(grace.as_secs_f64().ceil() as u64));
         crate::store::stop_lock_waits();
         handle.stop(true).await;
     });

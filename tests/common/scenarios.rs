@@ -248,20 +248,26 @@ pub(super) fn respond(
             reply(s, 200, "application/json", &[], b.to_string().as_bytes())
         }
         "stream_empty" => stream_head(s, &[]) && stream_pieces(s, b""),
-        "close_delimited" | "close_delimited_10" => {
+        "close_delimited" | "close_delimited_10" | "close_delimited_identity" => {
             // A reply with neither a length nor chunked encoding, whose end
-            // is the closed connection (RFC 9112 6.3), in HTTP/1.1 or 1.0.
+            // is the closed connection (RFC 9112 6.3), in HTTP/1.1 or 1.0;
+            // or in 1.1 labelled `Transfer-Encoding: identity`.
             let version = if name == "close_delimited_10" {
                 "1.0"
             } else {
                 "1.1"
+            };
+            let identity = if name == "close_delimited_identity" {
+                "transfer-encoding: identity\r\n"
+            } else {
+                ""
             };
             let (ctype, data) = match body["stream"] == true {
                 true => ("text/event-stream", fixtures::upstream_sse()),
                 false => ("application/json", complete),
             };
             let head = format!(
-                "HTTP/{version} 200 OK\r\ncontent-type: {ctype}\r\nconnection: close\r\n\r\n"
+                "HTTP/{version} 200 OK\r\ncontent-type: {ctype}\r\n{identity}connection: close\r\n\r\n"
             );
             let _ = s
                 .write_all(head.as_bytes())

@@ -231,6 +231,10 @@ fn values_of_the_wrong_type_are_refused_not_dropped() {
             "`messages[0].content` must be",
         ),
         (
+            json!({"model": "m", "messages": [user, "hi"]}),
+            "`messages[1]` must be an object",
+        ),
+        (
             json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, "b"]}]}),
             "`messages[0].content[1]` must be a content block",
         ),

@@ -274,7 +274,8 @@ impl<S: UpstreamBody> Drop for SseBody<S> {
         if let Some(meter) = self.meter.take() {
             log::debug!("account {}: client left the stream", self.account);
             // A stream cut off by a shutdown did not end well for its client.
-            let ok = self.sent_any && self.shaper.error().is_none() && !crate::shutdown::started();
+            let ok =
+                self.sent_any && self.shaper.error().is_none() && !crate::shutdown::cutting_off();
             meter.finish(ok, self.shaper.usage());
         }
     }
