@@ -68,7 +68,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get("/metrics", admin::metrics))
         .service(get("/v1/usage", admin::usage))
         .service(get("/v1/models", models::list))
-        .service(get("/v1/models/{id:.+}", models::retrieve))
         .service(
             web::resource("/v1/chat/completions")
                 .route(web::post().to(chat::completions))
@@ -84,6 +83,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(messages::count_tokens))
                 .default_service(web::to(only_post_anthropic)),
         )
+        // Last: a pattern is matched by a regex, which the chat routes
+        // above (plain strings, tried in order) then never pay for.
+        .service(get("/v1/models/{id:.+}", models::retrieve))
         .default_service(web::to(not_found));
 }
 
