@@ -99,20 +99,25 @@ fn error_body_sent_as_text_plain_to_a_stream_request_is_not_an_empty_stream() {
     }
 }
 
-#[test]
-fn a_json_completion_in_reply_to_a_stream_request_is_an_invalid_response() {
+/// A stream request answered with `scenario` is refused before any byte:
+/// 502 with `code`, and a message that says `why`.
+fn stream_refused(scenario: &str, code: &str, why: &str) {
     let s = setup(&[]);
     let resp = chat(
         s.gw.addr,
         &s.account,
-        &stream_body("glm-5", "scenario:stream_json"),
+        &stream_body("glm-5", &format!("scenario:{scenario}")),
     );
-    assert_error(&resp, 502, "upstream_error", "upstream_invalid_response");
-    assert!(
-        resp.text()
-            .contains("expected an event stream, got application/json"),
-        "{}",
-        resp.text()
+    assert_error(&resp, 502, "upstream_error", code);
+    assert!(resp.text().contains(why), "{}", resp.text());
+}
+
+#[test]
+fn a_json_completion_in_reply_to_a_stream_request_is_an_invalid_response() {
+    stream_refused(
+        "stream_json",
+        "upstream_invalid_response",
+        "expected an event stream, got application/json",
     );
 }
 
@@ -212,18 +217,10 @@ fn a_reply_ended_by_closing_the_connection_is_refused_in_http_1_1_and_read_in_1_
 
 #[test]
 fn a_stream_that_ends_before_its_first_event_is_502_unreachable() {
-    let s = setup(&[]);
-    let resp = chat(
-        s.gw.addr,
-        &s.account,
-        &stream_body("glm-5", "scenario:stream_empty"),
-    );
-    assert_error(&resp, 502, "upstream_error", "upstream_unreachable");
-    assert!(
-        resp.text()
-            .contains("the stream ended before its first event"),
-        "{}",
-        resp.text()
+    stream_refused(
+        "stream_empty",
+        "upstream_unreachable",
+        "the stream ended before its first event",
     );
 }
 
