@@ -96,7 +96,7 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     let err = GatewayError::NotFound {
         method: req.method().to_string(),
         path: req.path().to_string(),
-        hint: meant(req.path()),
+        hint: meant(&req),
     };
     if req.path().starts_with("/v1/messages") {
         AnthropicError(err).error_response()
@@ -105,30 +105,18 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     }
 }
 
-/// Paths clients are told about when they add a slash too many (the
-/// fixed paths of `routes`).
-const ROUTES: [&str; 9] = [
-    "/health",
-    "/health/live",
-    "/health/ready",
-    "/metrics",
-    "/v1/usage",
-    "/v1/models",
-    "/v1/chat/completions",
-    "/v1/messages",
-    "/v1/messages/count_tokens",
-];
-
 /// The route a path names once doubled and trailing slashes are dropped
-/// (a base URL ending in `/` joined with `/chat/completions`, say). Only
-/// unknown paths get here, so the answer stays a 404, with a hint.
-fn meant(path: &str) -> Option<String> {
+/// (a base URL ending in `/` joined with `/chat/completions`, say), asked
+/// of the route table itself. Only unknown paths get here, so the answer
+/// stays a 404, with a hint.
+fn meant(req: &HttpRequest) -> Option<String> {
+    let path = req.path();
     let tidy: String = path
         .split('/')
         .filter(|part| !part.is_empty())
         .flat_map(|part| ["/", part])
         .collect();
-    (tidy != path && ROUTES.contains(&tidy.as_str())).then_some(tidy)
+    (tidy != path && req.resource_map().has_resource(&tidy)).then_some(tidy)
 }
 
 async fn only_post_anthropic(req: HttpRequest) -> Result<HttpResponse, AnthropicError> {

@@ -53,13 +53,12 @@ pub fn classify_body(body: &Value) -> Option<UpstreamFault> {
 pub fn classify_status(status: u16, retry_after: Option<String>, body: &[u8]) -> UpstreamFault {
     match super::iflow::errors::classify_status(status, retry_after, body) {
         UpstreamFault::BadRequest { status, message } => {
-            let parsed: Option<Value> = serde_json::from_slice(body).ok();
-            let code = parsed
-                .as_ref()
-                .and_then(|b| b.get("error"))
-                .and_then(|e| e.get("code"))
-                .and_then(Value::as_str);
-            if code == Some("context_length_exceeded") || names_overflow(&message) {
+            // The body's own code (as a 2xx error body is read), else the
+            // message the status mapping found, vLLM's top-level one included.
+            let coded = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|b| classify_body(&b));
+            if matches!(coded, Some(UpstreamFault::ContextTooLong(_))) || names_overflow(&message) {
                 UpstreamFault::ContextTooLong(message)
             } else {
                 UpstreamFault::BadRequest { status, message }
