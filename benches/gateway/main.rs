@@ -75,9 +75,9 @@ pub struct Measured {
     pub direct: PhaseResult,
     pub gateway: PhaseResult,
     pub nginx: Option<PhaseResult>,
-    /// Gateway CPU (user+sys) spent in its phases.
-    pub gateway_cpu: Duration,
-    pub nginx_cpu: Option<Duration>,
+    /// Gateway CPU (user and system) spent in its phases.
+    pub gateway_cpu: procfs::Cpu,
+    pub nginx_cpu: Option<procfs::Cpu>,
     /// False for a scenario left out by `BENCH_ONLY` (or the smoke test).
     pub ran: bool,
 }
@@ -208,14 +208,23 @@ fn main() {
         Duration::ZERO,
     );
 
-    // BENCH_ONLY=2 runs just scenario 2 (1-based), e.g. to profile it.
+    // BENCH_ONLY=2 runs just scenario 2 (1-based), e.g. to profile it;
+    // BENCH_ONLY=2,3 runs two.
     let only: Vec<usize> = match smoke {
         true => vec![1, 3],
-        false => std::env::var("BENCH_ONLY")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .into_iter()
-            .collect(),
+        false => match std::env::var("BENCH_ONLY") {
+            Ok(list) => list
+                .split(',')
+                .map(|n| match n.trim().parse() {
+                    Ok(i) if (1..=SCENARIOS.len()).contains(&i) => i,
+                    _ => panic!(
+                        "BENCH_ONLY={list:?}: scenario numbers 1 to {} separated by commas",
+                        SCENARIOS.len()
+                    ),
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        },
     };
     let mut results = Vec::new();
     for (i, s) in SCENARIOS.iter().enumerate() {
@@ -224,7 +233,7 @@ fn main() {
                 direct: PhaseResult::default(),
                 gateway: PhaseResult::default(),
                 nginx: None,
-                gateway_cpu: Duration::ZERO,
+                gateway_cpu: procfs::Cpu::default(),
                 nginx_cpu: None,
                 ran: false,
             });
@@ -239,7 +248,7 @@ fn main() {
             direct: PhaseResult::default(),
             gateway: PhaseResult::default(),
             nginx: None,
-            gateway_cpu: Duration::ZERO,
+            gateway_cpu: procfs::Cpu::default(),
             nginx_cpu: None,
             ran: true,
         };
@@ -253,7 +262,7 @@ fn main() {
                 &mut m.gateway,
                 load::run(through.clone(), body(s), s.concurrency, phase, spread(s)),
             );
-            m.gateway_cpu += procfs::cpu(gw_pid).saturating_sub(before);
+            m.gateway_cpu += procfs::cpu(gw_pid).since(before);
             if let Some(n) = &nginx {
                 let before = procfs::cpu(n.pid());
                 let target = Target {
@@ -262,8 +271,8 @@ fn main() {
                     bearer: None,
                 };
                 let r = load::run(target, body(s), s.concurrency, phase, spread(s));
-                *m.nginx_cpu.get_or_insert(Duration::ZERO) +=
-                    procfs::cpu(n.pid()).saturating_sub(before);
+                *m.nginx_cpu.get_or_insert_with(procfs::Cpu::default) +=
+                    procfs::cpu(n.pid()).since(before);
                 merge(m.nginx.get_or_insert_with(PhaseResult::default), r);
             }
         }

@@ -5,21 +5,53 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// user + system CPU time of a process.
-pub fn cpu(pid: u32) -> Duration {
+/// CPU time a process has spent, split as the kernel counts it: in its own
+/// code (user) and in system calls on its behalf (system).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+impl Cpu {
+    pub fn total(self) -> Duration {
+        self.user + self.system
+    }
+
+    /// What was spent between `earlier` and `self`.
+    pub fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+impl std::ops::AddAssign for Cpu {
+    fn add_assign(&mut self, other: Cpu) {
+        self.user += other.user;
+        self.system += other.system;
+    }
+}
+
+/// A process's CPU time so far, from `/proc/<pid>/stat`.
+pub fn cpu(pid: u32) -> Cpu {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start after ')'.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| {
-        fields
+        let n = fields
             .get(i)
             .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
+            .unwrap_or(0);
+        Duration::from_secs_f64(n as f64 / clock_ticks() as f64)
     };
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
-    let total = ticks(11) + ticks(12);
-    Duration::from_secs_f64(total as f64 / clock_ticks() as f64)
+    Cpu {
+        user: ticks(11),
+        system: ticks(12),
+    }
 }
 
 fn clock_ticks() -> u64 {

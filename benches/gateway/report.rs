@@ -2,6 +2,7 @@
 //! and writes the Markdown and JSON reports.
 
 use crate::load::PhaseResult;
+use crate::procfs::Cpu;
 use crate::{Measured, Scenario};
 use serde_json::{Value, json};
 use std::fmt::Write;
@@ -28,8 +29,13 @@ fn rps(r: &PhaseResult) -> f64 {
     r.requests as f64 / r.elapsed.as_secs_f64().max(1e-9)
 }
 
-fn cpu_per_request_us(cpu: Duration, r: &PhaseResult) -> f64 {
+fn per_request_us(cpu: Duration, r: &PhaseResult) -> f64 {
     cpu.as_secs_f64() * 1e6 / (r.requests.max(1) as f64)
+}
+
+/// user + system CPU per request: the figure the targets are set on.
+fn cpu_per_request_us(cpu: Cpu, r: &PhaseResult) -> f64 {
+    per_request_us(cpu.total(), r)
 }
 
 /// One target: what is measured, against which limit.
@@ -118,7 +124,7 @@ fn checks(results: &[Measured], peak_rss_kib: u64) -> Vec<Check> {
     ]
 }
 
-fn row(out: &mut String, name: &str, r: &PhaseResult, cpu: Option<Duration>, stream: bool) {
+fn row(out: &mut String, name: &str, r: &PhaseResult, cpu: Option<Cpu>, stream: bool) {
     let ms = |v: f64| v / 1000.0;
     let _ = writeln!(
         out,
@@ -136,7 +142,11 @@ fn row(out: &mut String, name: &str, r: &PhaseResult, cpu: Option<Duration>, str
         } else {
             "-".into()
         },
-        cpu.map_or("-".into(), |c| format!("{:.1}", cpu_per_request_us(c, r))),
+        cpu.map_or("-".into(), |c| format!(
+            "{:.1} ({:.1})",
+            cpu_per_request_us(c, r),
+            per_request_us(c.system, r)
+        )),
         r.errors
     );
 }
@@ -174,7 +184,7 @@ pub fn markdown(
         }
         let _ = writeln!(
             out,
-            "| target | req/s | p50 ms | p99 ms | p99.9 ms | TTFB p50 / p99 ms | CPU µs/req | errors |"
+            "| target | req/s | p50 ms | p99 ms | p99.9 ms | TTFB p50 / p99 ms | CPU µs/req (of it system) | errors |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
         row(&mut out, "direct to mock", &m.direct, None, s.stream);
@@ -261,7 +271,7 @@ pub fn markdown(
     out
 }
 
-fn phase_json(r: &PhaseResult, cpu: Option<Duration>) -> Value {
+fn phase_json(r: &PhaseResult, cpu: Option<Cpu>) -> Value {
     json!({
         "requests": r.requests,
         "errors": r.errors,
@@ -271,6 +281,7 @@ fn phase_json(r: &PhaseResult, cpu: Option<Duration>) -> Value {
         "ttfb_ms": { "p50": percentile(&r.ttfbs, 0.5) / 1000.0, "p99": percentile(&r.ttfbs, 0.99) / 1000.0 },
         "chunk_delay_us": { "mean": mean(&r.chunk_delays) / 1000.0, "p99": percentile(&r.chunk_delays, 0.99) / 1000.0 },
         "cpu_us_per_request": cpu.map(|c| cpu_per_request_us(c, r)),
+        "cpu_system_us_per_request": cpu.map(|c| per_request_us(c.system, r)),
     })
 }
 
