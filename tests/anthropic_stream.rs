@@ -160,6 +160,26 @@ fn interleaved_tool_calls_stream_the_first_live_and_send_the_second_whole() {
     assert_eq!(events_without_id(&resp.text()), want);
 }
 
+/// Events spread over several `data:` lines (pretty-printed JSON) make the
+/// same Anthropic stream as the one-line events: nothing dropped.
+#[test]
+fn events_spread_over_several_data_lines_make_the_same_stream() {
+    let s = setup(&[]);
+    let stream = |scenario: &str| {
+        let resp = messages(s.gw.addr, &s.account, &stream_msg(scenario));
+        assert_stream_head(&resp);
+        events_without_id(&resp.text())
+    };
+    let one_line = stream("scenario:stream");
+    assert!(
+        one_line
+            .iter()
+            .any(|(name, _)| name == "content_block_delta"),
+        "{one_line:?}"
+    );
+    assert_eq!(stream("scenario:stream_multiline"), one_line);
+}
+
 #[test]
 fn message_id_is_fresh_for_each_stream() {
     let s = setup(&[]);

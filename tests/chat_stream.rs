@@ -18,6 +18,17 @@ fn stream_is_relayed_byte_for_byte_with_reasoning_content_and_tool_calls() {
     assert_eq!(resp.text(), fixtures::client_sse(false));
 }
 
+/// An upstream that spreads each event over several `data:` lines (the SSE
+/// format joins them): the client still gets one compact line per event.
+#[test]
+fn events_spread_over_several_data_lines_reach_the_client_whole() {
+    let s = setup(&[]);
+    let body = stream_body("glm-5", "scenario:stream_multiline");
+    let resp = chat(s.gw.addr, &s.account, &body);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.text(), fixtures::client_sse(false));
+}
+
 #[test]
 fn stream_request_is_signed_and_asks_upstream_for_usage() {
     let s = setup(&[]);

@@ -1,22 +1,30 @@
-//! Incremental decoding of an upstream `text/event-stream`, the way the
-//! official client reads it: lines split on `\n`, `data:` with or without a
-//! space, `[DONE]` ends the stream, every other line is ignored.
+//! Incremental decoding of an upstream `text/event-stream`.
+//!
+//! Lines split on `\n` (a trailing `\r` dropped); `data:` with or without a
+//! space; every other field and comment is ignored; `[DONE]` ends the stream.
+//! The official client reads each `data:` line as a chunk of its own, and
+//! upstreams send one line per event, so a line that holds a whole JSON
+//! object is handed on at once, without waiting for the blank line. An event
+//! whose data spans several `data:` lines (which the SSE format allows, and
+//! some OpenAI-compatible servers send: pretty-printed JSON) is joined with
+//! `\n` as the format says, up to its blank line, and re-written compactly
+//! on one line, since the client's stream takes one line per event.
 
 use bytes::{Bytes, BytesMut};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SseItem {
-    /// The payload of one `data:` line (a JSON chunk, normally).
+    /// The data of one event (a JSON chunk, normally).
     Data(Bytes),
     /// `data: [DONE]`.
     Done,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("an upstream stream line exceeded {0} bytes")]
+#[error("an upstream stream event exceeded {0} bytes")]
 pub struct LineTooLong(pub usize);
 
-/// Buffers partial lines between network reads.
+/// Buffers partial lines (and events of several lines) between network reads.
 #[derive(Debug)]
 pub struct SseDecoder {
     buf: BytesMut,
@@ -24,6 +32,8 @@ pub struct SseDecoder {
     /// `buf[..scanned]` holds no newline: a long line is scanned once, not
     /// once per read.
     scanned: usize,
+    /// The `data:` lines of an event not finished yet, joined with `\n`.
+    pending: Option<BytesMut>,
 }
 
 impl SseDecoder {
@@ -32,27 +42,30 @@ impl SseDecoder {
             buf: BytesMut::new(),
             max_line,
             scanned: 0,
+            pending: None,
         }
     }
 
     /// Appends bytes read from the network.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), LineTooLong> {
         self.buf.extend_from_slice(chunk);
-        if self.buf.len() > self.max_line
-            && memchr::memchr(b'\n', &self.buf[self.scanned..]).is_none()
+        let pending = self.pending.as_ref().map_or(0, BytesMut::len);
+        if pending > self.max_line
+            || (self.buf.len() > self.max_line
+                && memchr::memchr(b'\n', &self.buf[self.scanned..]).is_none())
         {
             return Err(LineTooLong(self.max_line));
         }
         Ok(())
     }
 
-    /// The next complete item, if a whole line is buffered.
+    /// The next complete item, if a whole one is buffered.
     pub fn next_item(&mut self) -> Option<SseItem> {
         while let Some(at) = memchr::memchr(b'\n', &self.buf[self.scanned..]) {
             let end = self.scanned + at;
             self.scanned = 0;
             let line = self.buf.split_to(end + 1).freeze();
-            if let Some(item) = parse_line(line.slice(..end)) {
+            if let Some(item) = self.line(line.slice(..end)) {
                 return Some(item);
             }
         }
@@ -60,32 +73,72 @@ impl SseDecoder {
         None
     }
 
-    /// At end of stream: a last line that had no newline.
+    /// At end of stream: a last line that had no newline, and an event whose
+    /// blank line never came.
     pub fn finish(&mut self) -> Option<SseItem> {
-        if self.buf.is_empty() {
+        self.scanned = 0;
+        if !self.buf.is_empty() {
+            let rest = std::mem::take(&mut self.buf).freeze();
+            if let Some(item) = self.line(rest) {
+                return Some(item);
+            }
+        }
+        self.flush()
+    }
+
+    fn line(&mut self, mut line: Bytes) -> Option<SseItem> {
+        if line.last() == Some(&b'\r') {
+            line.truncate(line.len() - 1);
+        }
+        if line.is_empty() {
+            // The blank line that ends an event.
+            return self.flush();
+        }
+        let rest = line.strip_prefix(b"data:")?;
+        let start = line.len() - rest.len();
+        let payload = line.slice(start..);
+        if let Some(pending) = &mut self.pending {
+            pending.extend_from_slice(b"\n");
+            pending.extend_from_slice(&payload);
             return None;
         }
-        self.scanned = 0;
-        let rest = std::mem::take(&mut self.buf).freeze();
-        parse_line(rest)
+        let whole = trim(payload.clone());
+        if whole.is_empty() {
+            return None;
+        }
+        if whole.as_ref() == b"[DONE]" {
+            return Some(SseItem::Done);
+        }
+        if whole.first() == Some(&b'{') && whole.last() == Some(&b'}') {
+            return Some(SseItem::Data(whole));
+        }
+        // The first line of an event that may go on: wait for its end.
+        self.pending = Some(BytesMut::from(payload.as_ref()));
+        None
     }
-}
 
-fn parse_line(mut line: Bytes) -> Option<SseItem> {
-    if line.last() == Some(&b'\r') {
-        line.truncate(line.len() - 1);
+    /// Ends the event being joined, if any.
+    fn flush(&mut self) -> Option<SseItem> {
+        let joined = trim(self.pending.take()?.freeze());
+        if joined.is_empty() {
+            return None;
+        }
+        if joined.as_ref() == b"[DONE]" {
+            return Some(SseItem::Done);
+        }
+        if memchr::memchr(b'\n', &joined).is_none() {
+            return Some(SseItem::Data(joined));
+        }
+        // Several lines: the client's stream takes one line per event, so
+        // JSON is written anew without its line breaks. Data that is not
+        // JSON is dropped, as the official client drops a line it cannot
+        // parse.
+        let value = serde_json::from_slice::<serde_json::Value>(&joined).ok()?;
+        Some(SseItem::Data(Bytes::from(crate::json::to_vec(
+            &value,
+            joined.len(),
+        ))))
     }
-    let rest = line.strip_prefix(b"data:")?;
-    let start = line.len() - rest.len();
-    let payload = line.slice(start..);
-    let payload = trim(payload);
-    if payload.is_empty() {
-        return None;
-    }
-    if payload.as_ref() == b"[DONE]" {
-        return Some(SseItem::Done);
-    }
-    Some(SseItem::Data(payload))
 }
 
 fn trim(b: Bytes) -> Bytes {
@@ -133,6 +186,64 @@ mod tests {
         d.feed(b"data: [DONE]").expect("feed");
         assert_eq!(d.next_item(), None);
         assert_eq!(d.finish(), Some(SseItem::Done));
+    }
+
+    #[test]
+    fn an_event_of_several_data_lines_is_joined_and_written_on_one_line() {
+        let mut d = SseDecoder::new(1024);
+        d.feed(b"data: {\n").expect("feed");
+        assert_eq!(drain(&mut d), vec![], "the event is not over yet");
+        d.feed(b"data:   \"choices\": [ {\"delta\": {\"content\": \"a\\nb\"}}\ndata: ]\n")
+            .expect("feed");
+        d.feed(b": comment\ndata: }\n\ndata: {\"next\":1}\n")
+            .expect("feed");
+        assert_eq!(
+            drain(&mut d),
+            vec![
+                SseItem::Data(Bytes::from_static(
+                    b"{\"choices\":[{\"delta\":{\"content\":\"a\\nb\"}}]}"
+                )),
+                SseItem::Data(Bytes::from_static(b"{\"next\":1}")),
+            ]
+        );
+    }
+
+    #[test]
+    fn joined_data_that_is_not_json_is_dropped_and_the_stream_goes_on() {
+        let mut d = SseDecoder::new(1024);
+        d.feed(b"data: {\"choices\": [\ndata: oops\n\ndata: plain\n\ndata: [DONE]\n")
+            .expect("feed");
+        assert_eq!(
+            drain(&mut d),
+            vec![SseItem::Data(Bytes::from_static(b"plain")), SseItem::Done]
+        );
+    }
+
+    #[test]
+    fn an_event_cut_off_by_the_end_of_the_stream_is_still_read() {
+        let mut d = SseDecoder::new(1024);
+        d.feed(b"data: {\ndata: \"a\": 1\ndata: }").expect("feed");
+        assert_eq!(drain(&mut d), vec![]);
+        assert_eq!(
+            d.finish(),
+            Some(SseItem::Data(Bytes::from_static(b"{\"a\":1}")))
+        );
+        assert_eq!(d.finish(), None);
+    }
+
+    #[test]
+    fn an_endless_event_of_short_lines_is_refused() {
+        let mut d = SseDecoder::new(16);
+        d.feed(b"data: [\n").expect("feed");
+        let mut refused = false;
+        for _ in 0..8 {
+            if d.feed(b"data: 1,2,3\n").is_err() {
+                refused = true;
+                break;
+            }
+            assert_eq!(drain(&mut d), vec![]);
+        }
+        assert!(refused, "an event grew past the limit without end");
     }
 
     #[test]

@@ -168,6 +168,24 @@ pub(super) fn respond(
             let gz = e.finish().unwrap_or_default();
             stream_head(s, &[("content-encoding", "gzip")]) && stream_pieces(s, &gz)
         }
+        "stream_multiline" => {
+            // The script with each event pretty-printed over several `data:`
+            // lines, as the SSE format allows (and some servers send).
+            let mut sse = String::new();
+            for event in fixtures::upstream_sse().split("\n\n") {
+                let Some(data) = event.strip_prefix("data: ") else {
+                    continue;
+                };
+                let pretty = serde_json::from_str::<Value>(data)
+                    .and_then(|v| serde_json::to_string_pretty(&v))
+                    .unwrap_or_else(|_| data.to_string());
+                for line in pretty.lines() {
+                    sse.push_str(&format!("data: {line}\n"));
+                }
+                sse.push('\n');
+            }
+            stream_head(s, &[]) && stream_pieces(s, sse.as_bytes())
+        }
         "stream_biz" => {
             let payload = biz_error(arg).map_or("{}", |b| b.body);
             let text = format!(
