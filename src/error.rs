@@ -191,7 +191,9 @@ impl ResponseError for GatewayError {
                     StatusCode::UNAUTHORIZED
                 }
                 F::RateLimited { .. } | F::ConcurrencyLimit(_) => StatusCode::TOO_MANY_REQUESTS,
-                F::ContextTooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                // OpenAI's own status for it: agents (Cline, Roo Code) shorten
+                // the conversation on a 400 that names the context length.
+                F::ContextTooLong(_) => StatusCode::BAD_REQUEST,
                 F::ModelNotSupported(_) => StatusCode::BAD_REQUEST,
                 F::BadRequest { status, .. } => {
                     StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)

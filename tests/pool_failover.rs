@@ -145,7 +145,7 @@ fn request_level_errors_are_answered_without_failover_or_cooldown() {
         ),
         (
             "biz:511",
-            413,
+            400,
             "invalid_request_error",
             "context_length_exceeded",
         ),

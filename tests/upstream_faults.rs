@@ -225,7 +225,8 @@ fn a_stream_that_ends_before_its_first_event_is_502_unreachable() {
 }
 
 #[test]
-fn an_openai_accounts_400_context_overflow_is_413_and_prompt_too_long_on_messages() {
+fn an_openai_accounts_400_context_overflow_is_context_length_exceeded_and_prompt_too_long_on_messages()
+ {
     let s = setup_kind("openai", &[]);
     for body in [
         user_body("gpt-4o", "scenario:openai_overflow"),
@@ -234,10 +235,14 @@ fn an_openai_accounts_400_context_overflow_is_413_and_prompt_too_long_on_message
         let resp = chat(s.gw.addr, &s.account, &body);
         assert_error(
             &resp,
-            413,
+            400,
             "invalid_request_error",
             "context_length_exceeded",
         );
+        // The wording agents look for before they shorten the conversation.
+        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("maximum context length"), "{message}");
     }
     let resp = messages(s.gw.addr, &s.account, &user_msg("scenario:openai_overflow"));
     assert_eq!(resp.status, 400, "{}", resp.text());

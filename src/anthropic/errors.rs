@@ -26,16 +26,6 @@ pub fn error_type(status: StatusCode) -> &'static str {
     }
 }
 
-/// The status an Anthropic client gets. A context overflow is a 400
-/// "prompt is too long" there, which Anthropic clients (Claude Code's
-/// compaction among them) recognise; the OpenAI side keeps 413.
-fn status(err: &GatewayError) -> StatusCode {
-    match err.fault() {
-        Some(UpstreamFault::ContextTooLong(_)) => StatusCode::BAD_REQUEST,
-        _ => err.status_code(),
-    }
-}
-
 /// The error object (also used as the `error` stream event).
 pub fn body(err: &GatewayError) -> Value {
     let message = match err.fault() {
@@ -44,13 +34,13 @@ pub fn body(err: &GatewayError) -> Value {
     };
     json!({
         "type": "error",
-        "error": { "type": error_type(status(err)), "message": message }
+        "error": { "type": error_type(err.status_code()), "message": message }
     })
 }
 
 impl ResponseError for AnthropicError {
     fn status_code(&self) -> StatusCode {
-        status(&self.0)
+        self.0.status_code()
     }
 
     fn error_response(&self) -> HttpResponse {

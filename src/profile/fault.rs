@@ -22,7 +22,7 @@ pub enum UpstreamFault {
     },
     #[error("the account's upstream concurrency limit was hit: {0}")]
     ConcurrencyLimit(String),
-    #[error("the input exceeds the model's context limit: {0}")]
+    #[error("the input exceeds the model's maximum context length: {0}")]
     ContextTooLong(String),
     #[error("the model is not supported upstream: {0}")]
     ModelNotSupported(String),

@@ -132,7 +132,7 @@ pub const BIZ_ERRORS: &[BizError] = &[
     BizError {
         name: "511",
         body: r#"{"error_code":511,"msg":"Your input has exceeded the context limit"}"#,
-        status: 413,
+        status: 400,
         kind: "invalid_request_error",
         code: "context_length_exceeded",
     },
