@@ -219,16 +219,20 @@ fn check_types(req: &Map<String, Value>, messages: &[Value]) -> Result<(), Gatew
 fn text_of(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        Value::Array(blocks) => blocks
-            .iter()
-            .filter_map(|b| match b {
-                Value::String(s) => Some(s.as_str()),
-                _ => b.get("text").and_then(Value::as_str),
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
+        Value::Array(blocks) => joined(blocks.iter().filter_map(|b| match b {
+            Value::String(s) => Some(s.as_str()),
+            _ => b.get("text").and_then(Value::as_str),
+        })),
         _ => String::new(),
     }
+}
+
+/// Texts one per line; an empty one adds no blank line.
+fn joined<'a>(texts: impl Iterator<Item = &'a str>) -> String {
+    texts
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A user turn: its tool results become `tool` messages (which OpenAI wants
@@ -275,13 +279,7 @@ fn user_message(content: &Value, out: &mut Vec<Value>) {
     // Plain text stays a string: every upstream understands that.
     let all_text = parts.iter().all(|p| p["type"] == "text");
     let content = if all_text {
-        Value::String(
-            parts
-                .iter()
-                .filter_map(|p| p["text"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
+        Value::String(joined(parts.iter().filter_map(|p| p["text"].as_str())))
     } else {
         Value::Array(parts)
     };
