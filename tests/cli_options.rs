@@ -112,3 +112,22 @@ fn bad_refresh_settings_are_refused_naming_the_variable() {
         );
     }
 }
+
+/// A proxy address that cannot be used is refused without repeating its
+/// password (clap's own message would quote the whole value).
+#[test]
+fn a_bad_proxy_address_is_refused_without_its_password() {
+    for value in [
+        "http://puser:S3cretPass@host:abc",
+        "socks5://puser:S3cretPass@",
+        "ftp://puser:S3cretPass@host:21",
+    ] {
+        let mut env = TestEnv::new();
+        env.set("IFLOW_UPSTREAM_PROXY", value);
+        let ran = env.run(&["token", "list"]);
+        assert_eq!(ran.status.code(), Some(2), "{value}: {ran:#?}");
+        assert!(ran.stderr.contains("IFLOW_UPSTREAM_PROXY: "), "{ran:#?}");
+        assert!(!ran.stderr.contains("S3cretPass"), "{ran:#?}");
+        assert!(!ran.stdout.contains("S3cretPass"), "{ran:#?}");
+    }
+}

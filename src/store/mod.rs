@@ -25,17 +25,41 @@ use std::time::Duration;
 /// A path for messages: an account file is named by its uuid, which is a
 /// credential, so its name is cut to the short id.
 pub fn shown(path: &Path) -> String {
-    let Some(stem) = path.file_stem().map(|s| s.to_string_lossy()) else {
+    let Some(name) = path.file_name().map(|s| s.to_string_lossy()) else {
         return path.display().to_string();
     };
-    if uuid::Uuid::parse_str(&stem).is_err() {
+    let masked = without_uuids(&name);
+    if masked == name {
         return path.display().to_string();
     }
     let dir = path
         .parent()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
-    format!("{dir}/{}….json", crate::secret::short_id(&stem))
+    format!("{dir}/{masked}")
+}
+
+/// `name` with every account uuid in it (an account file's, or the one in a
+/// temporary file's name, `.<uuid>.json.tmp-…`) cut to its first 8
+/// characters: an account uuid is a credential.
+fn without_uuids(name: &str) -> String {
+    const LEN: usize = 36;
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while !rest.is_empty() {
+        if let Some(candidate) = rest.get(..LEN)
+            && uuid::Uuid::try_parse(candidate).is_ok()
+        {
+            out.push_str(crate::secret::short_id(candidate));
+            out.push('…');
+            rest = &rest[LEN..];
+            continue;
+        }
+        let step = rest.chars().next().map_or(1, char::len_utf8);
+        out.push_str(&rest[..step]);
+        rest = &rest[step..];
+    }
+    out
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +85,7 @@ pub enum StoreError {
     /// would duplicate that one.
     #[error(
         "account file {} holds this key but cannot be read ({reason}); fix or remove it, then import again",
-        path.display()
+        shown(path)
     )]
     KeyInBrokenFile { path: PathBuf, reason: String },
 }

@@ -267,3 +267,21 @@ fn import_refuses_a_key_that_only_a_broken_file_holds() {
         .expect("other key");
     assert!(created);
 }
+
+#[test]
+fn paths_in_messages_name_accounts_by_their_short_id_only() {
+    let uuid = "bb8243dd-211e-46a8-ba94-d46ebed2de86";
+    let shown = |name: &str| super::shown(&Path::new("/data/accounts").join(name));
+    assert_eq!(
+        shown(&format!("{uuid}.json")),
+        "/data/accounts/bb8243dd….json"
+    );
+    // The temporary file of an atomic write carries the uuid inside.
+    assert_eq!(
+        shown(&format!(".{uuid}.json.tmp-6644-3")),
+        "/data/accounts/.bb8243dd….json.tmp-6644-3"
+    );
+    for name in ["notes.txt", "é-not-a-uuid-but-36-characters-long-x.json"] {
+        assert_eq!(shown(name), format!("/data/accounts/{name}"));
+    }
+}
