@@ -308,12 +308,13 @@ pub fn http_url(s: &str) -> Result<String, String> {
     }
 }
 
-/// Empty means "no proxy".
+/// Empty means "no proxy". Errors never repeat the password.
 pub fn proxy_url(s: &str) -> Result<Option<ProxyUrl>, String> {
     if s.is_empty() {
         return Ok(None);
     }
-    let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+    let url =
+        url::Url::parse(s).map_err(|e| format!("{:?} is not a URL ({e})", without_password(s)))?;
     let scheme = match url.scheme() {
         "http" => ProxyScheme::Http,
         "socks5" | "socks5h" => ProxyScheme::Socks5,
@@ -325,7 +326,7 @@ pub fn proxy_url(s: &str) -> Result<Option<ProxyUrl>, String> {
     };
     let host = url
         .host_str()
-        .ok_or_else(|| format!("{s:?} has no host"))?
+        .ok_or_else(|| format!("{:?} has no host", without_password(s)))?
         .trim_matches(|c| c == '[' || c == ']')
         .to_string();
     let port = url.port_or_known_default().unwrap_or(match scheme {
@@ -333,11 +334,12 @@ pub fn proxy_url(s: &str) -> Result<Option<ProxyUrl>, String> {
         ProxyScheme::Socks5 => 1080,
     });
     let credentials = (!url.username().is_empty()).then(|| {
+        // Percent-decoding only: in a URL's user and password `+` is a plus
+        // (form decoding would make it a space).
         let decode = |v: &str| {
-            url::form_urlencoded::parse(format!("x={v}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
         };
         (
             decode(url.username()),
@@ -350,6 +352,53 @@ pub fn proxy_url(s: &str) -> Result<Option<ProxyUrl>, String> {
         port,
         credentials,
     }))
+}
+
+/// A proxy address as it may be shown: the password, if any, replaced.
+/// Works on text that is not a valid URL too, since it is used to say why.
+fn without_password(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return s.to_string();
+    };
+    let user = rest[..at]
+        .split_once(':')
+        .map_or(&rest[..at], |(user, _)| user);
+    format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+}
+
+/// clap's parser for `--upstream-proxy`: clap's own message for a bad value
+/// quotes the value, which may hold the proxy's password.
+#[derive(Clone)]
+pub struct ProxyParser;
+
+impl clap::builder::TypedValueParser for ProxyParser {
+    type Value = MaybeProxy;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<MaybeProxy, clap::Error> {
+        let text = value.to_str().ok_or_else(|| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidUtf8,
+                "IFLOW_UPSTREAM_PROXY: the value is not valid UTF-8\n",
+            )
+            .with_cmd(cmd)
+        })?;
+        proxy_url(text.trim()).map_err(|e| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("IFLOW_UPSTREAM_PROXY: {e}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -386,6 +435,25 @@ mod tests {
             .expect("some");
         assert_eq!((s.scheme, s.port), (ProxyScheme::Socks5, 1080));
         assert!(proxy_url("ftp://x").is_err());
+        let plus = proxy_url("http://u:a+b%2Bc@h:1")
+            .expect("valid")
+            .expect("some");
+        assert_eq!(plus.credentials.expect("credentials").1.expose(), "a+b+c");
+    }
+
+    #[test]
+    fn a_bad_proxy_address_is_refused_without_its_password() {
+        for bad in [
+            "http://user:S3cretPass@host:abc",
+            "socks5://user:S3cretPass@",
+            "http://user:S3cretPass@[::1/x",
+        ] {
+            let e = proxy_url(bad).expect_err(bad);
+            assert!(!e.contains("S3cretPass"), "{e}");
+            assert!(e.contains("user:***@"), "{e}");
+        }
+        assert_eq!(without_password("http://host:1"), "http://host:1");
+        assert_eq!(without_password("http://u@h/p@q"), "http://u:***@h/p@q");
     }
 
     #[test]

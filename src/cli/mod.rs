@@ -26,7 +26,7 @@ pub mod token;
 pub mod usage;
 
 use crate::actors::refresher::RefreshSettings;
-use crate::config::{Config, MaybeProxy, duration, parse_with, proxy_url};
+use crate::config::{Config, MaybeProxy, ProxyParser, duration, parse_with};
 use crate::oauth::OAuthEndpoints;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -50,7 +50,7 @@ pub struct Cli {
     pub log_level: Option<log::LevelFilter>,
 
     /// Proxy for calls to iFlow (chat, OAuth): http://[user:pass@]host:port or socks5://[user:pass@]host:port.
-    #[arg(long, global = true, env = "IFLOW_UPSTREAM_PROXY", default_value = "", value_parser = parse_with("IFLOW_UPSTREAM_PROXY", proxy_url))]
+    #[arg(long, global = true, env = "IFLOW_UPSTREAM_PROXY", default_value = "", value_parser = ProxyParser)]
     pub upstream_proxy: MaybeProxy,
 
     #[command(flatten)]

@@ -292,8 +292,10 @@ fn token_estimate_grows_with_text() {
 
 #[test]
 fn empty_text_blocks_add_no_blank_lines() {
-    let t = run(r#"{"model": "glm-5", "max_tokens": 10, "system": [{"type": "text", "text": ""}, {"type": "text", "text": "rules"}],
-        "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": ""}, {"type": "text", "text": "b"}]}]}"#);
+    let t = run(
+        r#"{"model": "glm-5", "max_tokens": 10, "system": [{"type": "text", "text": ""}, {"type": "text", "text": "rules"}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": ""}, {"type": "text", "text": "b"}]}]}"#,
+    );
     let m = t.chat.body["messages"].as_array().expect("messages");
     assert_eq!(m[0]["content"], "rules");
     assert_eq!(m[1]["content"], "a\nb");
