@@ -285,12 +285,17 @@ pub fn byte_size(s: &str) -> Result<usize, String> {
     Ok(v)
 }
 
-/// An IP address or a plausible host name.
+/// An IP address or a host name (labels of letters, digits and inner
+/// hyphens, joined by dots).
 fn host(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && (s.parse::<std::net::IpAddr>().is_ok()
-            || s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let ok = s.parse::<std::net::IpAddr>().is_ok()
+        || (s.len() <= 253 && s.strip_suffix('.').unwrap_or(s).split('.').all(label));
     if ok {
         Ok(s.to_string())
     } else {
@@ -418,6 +423,16 @@ mod tests {
         assert!(byte_size("12XB").is_err());
         assert_eq!(boolean("FALSE"), Ok(false));
         assert!(boolean("maybe").is_err());
+    }
+
+    #[test]
+    fn hosts_are_addresses_or_names_made_of_labels() {
+        for good in ["0.0.0.0", "::1", "localhost", "gw-1.example.org", "example.org."] {
+            assert_eq!(host(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in ["", "...", "-", "a..b", "-a.b", "a-.b", "under_score", "a b", ".a"] {
+            assert!(host(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

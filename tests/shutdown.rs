@@ -61,7 +61,8 @@ fn sigterm_exits_zero_and_flushes_usage_to_the_account_file() {
         "{used}"
     );
     assert!(
-        s.gw.log().contains("usage written for 1 accounts"),
+        s.gw.log()
+            .contains("usage written: account counters 1, ledger rows 1"),
         "{}",
         s.gw.log()
     );

@@ -272,7 +272,11 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     }
     log::info!("requests finished or cut off; writing usage counters");
     match tokio::time::timeout(Duration::from_secs(10), registry.send(FlushUsage)).await {
-        Ok(Ok(Ok(n))) => log::info!("usage written for {n} accounts"),
+        Ok(Ok(Ok(done))) => log::info!(
+            "usage written: account counters {}, ledger rows {}",
+            done.accounts,
+            done.ledger_rows
+        ),
         Ok(Ok(Err(e))) => log::error!("usage counters could not be written: {e}"),
         Ok(Err(e)) => log::error!("registry unavailable at shutdown: {e}"),
         Err(_) => {

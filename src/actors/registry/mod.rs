@@ -26,7 +26,7 @@ pub use directory::{
 };
 pub use keys::{CreateKey, ListKeys, RevokeKey};
 pub use refresh::{ApplyRefresh, MarkNeedsLogin, RefreshingNow, ReloadAccount};
-pub use usage::{FlushUsage, UsageEvent, UsageLedger, UsageReport};
+pub use usage::{FlushUsage, Flushed, UsageEvent, UsageLedger, UsageReport};
 
 use crate::actors::homes::{Homes, Unplaced, mailbox};
 use crate::actors::store_worker::{StoreWorker, Stores};

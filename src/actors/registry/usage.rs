@@ -11,11 +11,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// Writes pending usage (account counters and the ledger); answers how
-/// many account files were written.
+/// Writes pending usage (account counters and the ledger); answers what
+/// was written.
 #[derive(Message)]
-#[rtype(result = "Result<usize, StoreError>")]
+#[rtype(result = "Result<Flushed, StoreError>")]
 pub struct FlushUsage;
+
+/// What one [`FlushUsage`] wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Flushed {
+    /// Account files whose request counters were updated.
+    pub accounts: usize,
+    /// Rows (account, key, model) added to the usage ledger.
+    pub ledger_rows: usize,
+}
 
 /// The ledger on disk plus what is still pending in memory.
 #[derive(Message)]
@@ -123,7 +132,7 @@ impl UsageLedger {
 type PendingCount = (String, u64, Option<DateTime<Utc>>, Arc<AccountHandle>);
 
 impl Handler<FlushUsage> for AccountRegistry {
-    type Result = ResponseActFuture<Self, Result<usize, StoreError>>;
+    type Result = ResponseActFuture<Self, Result<Flushed, StoreError>>;
 
     /// Adds the pending counters to the files, on top of what is on disk.
     fn handle(&mut self, _msg: FlushUsage, _ctx: &mut Self::Context) -> Self::Result {
@@ -146,7 +155,7 @@ impl Handler<FlushUsage> for AccountRegistry {
                     .send(StoreJob::new(|_| ()))
                     .into_actor(self)
                     .map(|res, _, _| {
-                        res.map(|()| 0)
+                        res.map(|()| Flushed::default())
                             .map_err(|_| StoreError::Invalid("store worker unavailable".into()))
                     }),
             );
@@ -186,9 +195,11 @@ impl Handler<FlushUsage> for AccountRegistry {
                         return Err(StoreError::Invalid("store worker unavailable".into()));
                     };
                     let mut first_error = None;
+                    let mut ledger_rows = rows.len();
                     if let Err(e) = ledger {
                         log::warn!("usage ledger not written, will retry: {e}");
                         act.ledger.restore(rows);
+                        ledger_rows = 0;
                         first_error = Some(e);
                     }
                     let mut written = 0;
@@ -219,8 +230,11 @@ impl Handler<FlushUsage> for AccountRegistry {
                         act.publish();
                     }
                     match first_error {
-                        Some(e) if written == 0 => Err(e),
-                        _ => Ok(written),
+                        Some(e) if written == 0 && ledger_rows == 0 => Err(e),
+                        _ => Ok(Flushed {
+                            accounts: written,
+                            ledger_rows,
+                        }),
                     }
                 }),
         )
