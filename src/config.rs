@@ -427,10 +427,26 @@ mod tests {
 
     #[test]
     fn hosts_are_addresses_or_names_made_of_labels() {
-        for good in ["0.0.0.0", "::1", "localhost", "gw-1.example.org", "example.org."] {
+        for good in [
+            "0.0.0.0",
+            "::1",
+            "localhost",
+            "gw-1.example.org",
+            "example.org.",
+        ] {
             assert_eq!(host(good).as_deref(), Ok(good), "{good}");
         }
-        for bad in ["", "...", "-", "a..b", "-a.b", "a-.b", "under_score", "a b", ".a"] {
+        for bad in [
+            "",
+            "...",
+            "-",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "under_score",
+            "a b",
+            ".a",
+        ] {
             assert!(host(bad).is_err(), "{bad:?}");
         }
     }

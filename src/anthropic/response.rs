@@ -81,19 +81,31 @@ pub fn tool_input(arguments: &str) -> Value {
 }
 
 /// OpenAI usage → Anthropic usage.
+///
+/// Prompt tokens served from the upstream's cache: OpenAI counts them in
+/// `prompt_tokens` and again in `prompt_tokens_details.cached_tokens`;
+/// Anthropic counts them apart, in `cache_read_input_tokens`, and
+/// `input_tokens` holds the rest (clients add the two to know how full the
+/// context is). An upstream that already names `cache_read_input_tokens`
+/// is taken as it says.
 pub fn usage(usage: Option<&Value>) -> Value {
-    let n = |k: &str| {
-        usage
-            .and_then(|u| u.get(k))
+    let field = |path: &[&str]| {
+        path.iter()
+            .try_fold(usage?, |v, k| v.get(k))
             .and_then(Value::as_u64)
-            .unwrap_or(0)
     };
-    let mut out =
-        json!({ "input_tokens": n("prompt_tokens"), "output_tokens": n("completion_tokens") });
-    if let Some(cached) = usage
-        .and_then(|u| u.get("cache_read_input_tokens"))
-        .and_then(Value::as_u64)
-    {
+    let prompt = field(&["prompt_tokens"]).unwrap_or(0);
+    let output = field(&["completion_tokens"]).unwrap_or(0);
+    let (input, cached) = match (
+        field(&["cache_read_input_tokens"]),
+        field(&["prompt_tokens_details", "cached_tokens"]),
+    ) {
+        (Some(read), _) => (prompt, Some(read)),
+        (None, Some(cached)) => (prompt.saturating_sub(cached), Some(cached)),
+        (None, None) => (prompt, None),
+    };
+    let mut out = json!({ "input_tokens": input, "output_tokens": output });
+    if let Some(cached) = cached {
         out["cache_read_input_tokens"] = json!(cached);
     }
     out
@@ -102,6 +114,31 @@ pub fn usage(usage: Option<&Value>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_prompt_tokens_are_counted_apart_as_anthropic_does() {
+        let openai = json!({ "prompt_tokens": 1000, "completion_tokens": 5,
+            "prompt_tokens_details": { "cached_tokens": 800 } });
+        assert_eq!(
+            usage(Some(&openai)),
+            json!({ "input_tokens": 200, "output_tokens": 5, "cache_read_input_tokens": 800 })
+        );
+        let named = json!({ "prompt_tokens": 1000, "completion_tokens": 5,
+            "cache_read_input_tokens": 300 });
+        assert_eq!(
+            usage(Some(&named)),
+            json!({ "input_tokens": 1000, "output_tokens": 5, "cache_read_input_tokens": 300 })
+        );
+        let plain = json!({ "prompt_tokens": 7, "completion_tokens": 1 });
+        assert_eq!(
+            usage(Some(&plain)),
+            json!({ "input_tokens": 7, "output_tokens": 1 })
+        );
+        assert_eq!(
+            usage(None),
+            json!({ "input_tokens": 0, "output_tokens": 0 })
+        );
+    }
 
     #[test]
     fn full_reply_becomes_blocks() {
