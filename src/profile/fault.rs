@@ -30,12 +30,22 @@ pub enum UpstreamFault {
     ModelError(String),
     #[error("the upstream rejected the request (HTTP {status}): {message}")]
     BadRequest { status: u16, message: String },
-    #[error("the upstream failed (HTTP {status}): {message}")]
+    #[error("{}", server_failure(*status, message))]
     ServerError { status: u16, message: String },
     #[error("the upstream sent an invalid response: {0}")]
     InvalidResponse(String),
     #[error("the upstream stream broke off: {0}")]
     StreamInterrupted(String),
+}
+
+/// A failure reported in a successful reply (an error body or stream event)
+/// is not an HTTP failure: its status is left out of the message.
+fn server_failure(status: u16, message: &str) -> String {
+    if (200..300).contains(&status) {
+        format!("the upstream reported an error: {message}")
+    } else {
+        format!("the upstream failed (HTTP {status}): {message}")
+    }
 }
 
 impl UpstreamFault {
@@ -132,6 +142,22 @@ impl UpstreamFault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_in_a_successful_reply_is_not_called_an_http_failure() {
+        let fault = |status| UpstreamFault::ServerError {
+            status,
+            message: "boom".into(),
+        };
+        assert_eq!(
+            fault(200).to_string(),
+            "the upstream reported an error: boom"
+        );
+        assert_eq!(
+            fault(502).to_string(),
+            "the upstream failed (HTTP 502): boom"
+        );
+    }
 
     #[test]
     fn retry_after_seconds_and_dates() {
