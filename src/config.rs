@@ -303,6 +303,17 @@ fn host(s: &str) -> Result<String, String> {
     }
 }
 
+/// A gateway key's name: shown in tables, so one line of printable text.
+pub fn key_name(s: &str) -> Result<String, String> {
+    if s.chars().any(char::is_control) {
+        return Err("a key name cannot hold control characters (a line break, a tab)".into());
+    }
+    if s.chars().count() > 100 {
+        return Err("a key name is at most 100 characters".into());
+    }
+    Ok(s.to_string())
+}
+
 /// An absolute http(s) URL.
 pub fn http_url(s: &str) -> Result<String, String> {
     match url::Url::parse(s) {
@@ -329,6 +340,12 @@ pub fn proxy_url(s: &str) -> Result<Option<ProxyUrl>, String> {
             ));
         }
     };
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{:?}: a proxy address is scheme://[user:password@]host[:port], without a path or query",
+            without_password(s)
+        ));
+    }
     let host = url
         .host_str()
         .ok_or_else(|| format!("{:?} has no host", without_password(s)))?
@@ -452,6 +469,14 @@ mod tests {
     }
 
     #[test]
+    fn key_names_are_one_line_of_text() {
+        assert_eq!(key_name("ci bot é"), Ok("ci bot é".into()));
+        assert!(key_name("two\nlines").is_err());
+        assert!(key_name("tab\there").is_err());
+        assert!(key_name(&"x".repeat(101)).is_err());
+    }
+
+    #[test]
     fn proxies() {
         assert_eq!(proxy_url(""), Ok(None));
         let p = proxy_url("http://u%40x:p%3As@127.0.0.1:3128")
@@ -484,6 +509,10 @@ mod tests {
             assert!(e.contains("user:***@"), "{e}");
         }
         assert_eq!(without_password("http://host:1"), "http://host:1");
+        for with_path in ["http://h:1/proxy", "http://h:1?x=1", "socks5://h:1/#f"] {
+            assert!(proxy_url(with_path).is_err(), "{with_path}");
+        }
+        assert!(proxy_url("http://h:1/").is_ok());
         assert_eq!(without_password("http://u@h/p@q"), "http://u:***@h/p@q");
     }
 

@@ -21,6 +21,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
+    if let Some(why) = cli.contradiction() {
+        eprintln!("error: {why}");
+        return ExitCode::from(2);
+    }
     let default_level = match cli.command {
         Command::Serve(_) => log::LevelFilter::Info,
         _ => log::LevelFilter::Warn,

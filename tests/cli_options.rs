@@ -131,3 +131,57 @@ fn a_bad_proxy_address_is_refused_without_its_password() {
         assert!(!ran.stdout.contains("S3cretPass"), "{ran:#?}");
     }
 }
+
+/// Settings that are each valid but contradict each other are refused
+/// before anything runs, naming both.
+#[test]
+fn contradicting_settings_are_refused_naming_both() {
+    for (vars, command) in [
+        (
+            [
+                ("IFLOW_REFRESH_RETRY_MIN", "10m"),
+                ("IFLOW_REFRESH_RETRY_MAX", "1m"),
+            ],
+            vec!["token", "list"],
+        ),
+        (
+            [("IFLOW_COOLDOWN_BASE", "10m"), ("IFLOW_COOLDOWN_MAX", "1m")],
+            vec!["serve", "--port", "0"],
+        ),
+    ] {
+        let mut env = TestEnv::new();
+        for (var, value) in vars {
+            env.set(var, value);
+        }
+        let ran = env.run(&command);
+        assert_eq!(ran.status.code(), Some(2), "{vars:?}: {ran:#?}");
+        for (var, _) in vars {
+            assert!(ran.stderr.contains(var), "{var}: {ran:#?}");
+        }
+        assert!(!env.data_dir().exists(), "{vars:?} still opened the store");
+    }
+}
+
+/// Values that would be stored and then fail, or break a listing, are
+/// refused by the command that takes them, and nothing is written.
+#[test]
+fn keys_and_names_that_cannot_work_are_refused_at_import() {
+    let env = TestEnv::new();
+    for args in [
+        vec!["token", "import", "--api-key", "sk-split key-0000000001"],
+        vec![
+            "token",
+            "import",
+            "--api-key",
+            KEY,
+            "--base-url",
+            "https://user:pw@api.example/v1",
+        ],
+        vec!["key", "create", "--name", "two\nlines"],
+    ] {
+        let ran = env.run(&args);
+        assert_ne!(ran.status.code(), Some(0), "{args:?}: {ran:#?}");
+        assert!(!ran.stderr.contains("pw@"), "{ran:#?}");
+        assert!(env.accounts().is_empty(), "{args:?} stored an account");
+    }
+}

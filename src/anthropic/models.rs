@@ -21,6 +21,9 @@ impl ModelMap {
             if pattern.is_empty() || model.is_empty() {
                 return Err(format!("{part:?} has an empty side"));
             }
+            if model.contains('=') {
+                return Err(format!("{part:?} has more than one ="));
+            }
             rules.push((pattern.to_string(), model.to_string()));
         }
         Ok(Self(rules))
@@ -65,5 +68,6 @@ mod tests {
         assert_eq!(m.resolve("claude-opus-4"), "qwen3-coder-plus");
         assert!(ModelMap::parse("claude-*").is_err());
         assert!(ModelMap::parse("=glm-5").is_err());
+        assert!(ModelMap::parse("a=b=c").is_err());
     }
 }

@@ -26,7 +26,7 @@ pub mod token;
 pub mod usage;
 
 use crate::actors::refresher::RefreshSettings;
-use crate::config::{Config, MaybeProxy, ProxyParser, duration, parse_with};
+use crate::config::{Config, MaybeProxy, ProxyParser, duration, key_name, parse_with};
 use crate::oauth::OAuthEndpoints;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -61,6 +61,36 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Settings that are each valid but contradict each other; checked once
+    /// they are all read, before anything runs.
+    pub fn contradiction(&self) -> Option<String> {
+        let longer = |a: (&str, Duration), b: (&str, Duration)| {
+            (a.1 > b.1).then(|| {
+                format!(
+                    "{} ({}) is longer than {} ({})",
+                    a.0,
+                    humantime::format_duration(a.1),
+                    b.0,
+                    humantime::format_duration(b.1)
+                )
+            })
+        };
+        let refresh = longer(
+            ("IFLOW_REFRESH_RETRY_MIN", self.refresh.refresh_retry_min),
+            ("IFLOW_REFRESH_RETRY_MAX", self.refresh.refresh_retry_max),
+        );
+        let cooldown = match &self.command {
+            Command::Serve(config) => longer(
+                ("IFLOW_COOLDOWN_BASE", config.cooldown_base),
+                ("IFLOW_COOLDOWN_MAX", config.cooldown_max),
+            ),
+            _ => None,
+        };
+        refresh.or(cooldown)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,7 +202,7 @@ pub enum KeyCommand {
     /// Create a key; the key itself is printed once and never stored.
     Create {
         /// A name to recognise the key by.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", value_parser = parse_with("--name", key_name))]
         name: String,
         /// Allowed models, comma-separated (`glm-*` matches a prefix); default: all.
         #[arg(long, value_delimiter = ',')]

@@ -175,8 +175,22 @@ fn key_import(
     if api_key.is_empty() {
         return Err(TokenError::Invalid("the API key is empty".into()));
     }
+    // A key goes into a header as it is: a space or line break inside is a
+    // copy-and-paste slip, and the upstream would refuse every request.
+    if api_key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(TokenError::Invalid(
+            "the API key holds a space or a line break: check how it was copied".into(),
+        ));
+    }
     let base_url = base_url.trim().trim_end_matches('/').to_string();
     match url::Url::parse(&base_url) {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            // It would be stored, listed and logged like any base URL.
+            return Err(TokenError::Invalid(
+                "--base-url must not hold a user name or password: the API key is the credential"
+                    .into(),
+            ));
+        }
         Ok(u) if matches!(u.scheme(), "http" | "https") => {}
         _ => {
             return Err(TokenError::Invalid(format!(
