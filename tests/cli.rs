@@ -267,3 +267,19 @@ fn settings_are_read_from_dot_env_in_the_working_directory() {
     assert!(!o.status.success());
     assert!(out(&o).1.contains("IFLOW_CONCURRENCY"));
 }
+
+/// A data folder the first import creates is private, like its
+/// subfolders (a folder made beforehand keeps its own mode).
+#[test]
+fn a_data_folder_made_by_the_first_import_is_private() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("new/data");
+    let mut cmd = command(root.path(), &data);
+    cmd.args(import_args(API_KEY, "http://127.0.0.1:9/v1/"));
+    let o = run(cmd);
+    assert!(o.status.success(), "{}", out(&o).1);
+    for made in [root.path().join("new"), data.clone(), data.join("accounts")] {
+        let mode = std::fs::metadata(&made).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", made.display());
+    }
+}

@@ -7,7 +7,7 @@
 use super::StoreError;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -95,7 +95,13 @@ impl JsonDir {
 
     fn ensure_dir(&self) -> Result<(), StoreError> {
         if !self.dir.exists() {
-            fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
+            // Every directory made here (the data folder itself too, when it
+            // is new) is private: another user must not swap the files.
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)
+                .map_err(io_err("create directory", &self.dir))?;
             fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
                 .map_err(io_err("chmod", &self.dir))?;
         }
