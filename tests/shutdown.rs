@@ -90,6 +90,44 @@ fn a_request_in_flight_at_sigterm_completes_and_is_counted() {
     assert_eq!(account_file(s.dir.path(), &s.account)["request_count"], 1);
 }
 
+/// A second signal during the drain stops at once: exit 1 long before the
+/// shutdown timeout, with what was already counted written.
+#[test]
+fn a_second_sigterm_stops_at_once_and_still_writes_the_counted_usage() {
+    let mut s = setup(&[
+        ("IFLOW_USAGE_FLUSH_INTERVAL", "1h"),
+        ("IFLOW_SHUTDOWN_TIMEOUT", "60s"),
+    ]);
+    assert_eq!(
+        chat(s.gw.addr, &s.account, &user_body("glm-5", "hi")).status,
+        200
+    );
+    let (addr, account) = (s.gw.addr, s.account.clone());
+    let held =
+        std::thread::spawn(move || chat(addr, &account, &user_body("glm-5", "scenario:hold")));
+    assert!(s.mock.wait_in_flight(1, secs(10)));
+
+    s.gw.send_sigterm();
+    assert!(
+        s.gw.wait_log(secs(5), |l| l.to_lowercase().contains("graceful")),
+        "{}",
+        s.gw.log()
+    );
+    let (exit, took) =
+        s.gw.terminate(secs(10))
+            .expect("no exit after a second SIGTERM");
+    assert_eq!(exit.code(), Some(1), "{}", s.gw.log());
+    assert!(took < secs(5), "{took:?}");
+    assert!(s.gw.log().contains("received again"), "{}", s.gw.log());
+    // Both attempts were counted only in memory (flushes are an hour
+    // apart): the finished one and the dropped one (REQUESTS counts
+    // upstream attempts).
+    assert_eq!(account_file(s.dir.path(), &s.account)["request_count"], 2);
+    s.mock.release_all();
+    // The held request's connection was dropped without an answer.
+    assert!(held.join().is_err());
+}
+
 #[test]
 fn streams_still_open_at_sigterm_are_cut_after_the_shutdown_timeout_and_booked_as_errors() {
     let mut s = setup(&[

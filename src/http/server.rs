@@ -59,6 +59,9 @@ pub fn install_crypto_provider() {
 /// booked before the usage is written.
 const SETTLE_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a forced stop (a second signal) waits for the usage counters.
+const FORCED_FLUSH_WAIT: Duration = Duration::from_secs(2);
+
 /// Connections waiting to be accepted, per listening socket.
 const BACKLOG: i32 = 2048;
 
@@ -254,14 +257,27 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     let server = server.run();
     let handle = server.handle();
     let grace = config.shutdown_timeout;
+    let forced_flush = registry.clone();
     actix_web::rt::spawn(async move {
         let signal = shutdown_signal().await;
         log::info!(
-            "{signal} received: graceful shutdown, finishing requests in flight (up to {grace:?})"
+            "{signal} received: graceful shutdown, finishing requests in flight (up to {grace:?}; \
+             send it again to stop at once)"
         );
         // actix counts the grace period in whole seconds, rounded up.
         crate::shutdown::begin(Duration::from_secs(grace.as_secs_f64().ceil() as u64));
         crate::store::stop_lock_waits();
+        actix_web::rt::spawn(async move {
+            // An operator who signals twice wants out now: write what is
+            // counted already, drop what is in flight.
+            let again = shutdown_signal().await;
+            log::warn!("{again} received again: stopping at once, requests in flight are dropped");
+            match tokio::time::timeout(FORCED_FLUSH_WAIT, forced_flush.send(FlushUsage)).await {
+                Ok(Ok(Ok(_))) => {}
+                _ => log::error!("usage counted since the last flush could not be written"),
+            }
+            std::process::exit(1);
+        });
         handle.stop(true).await;
     });
     server.await.map_err(ServeError::Run)?;
