@@ -30,7 +30,9 @@ fn env_for(oauth: &OAuthMock, vars: &[(&str, &str)]) -> TestEnv {
     env
 }
 
-/// An account (tokens `at-clock`/`rt-clock`) refreshed on every scan.
+/// An account (tokens `at-clock`/`rt-clock`) refreshed about twice a
+/// second: its tokens last 1 s, and a token that lasts no longer than the
+/// lead is refreshed at half its life.
 fn add_clock(env: &TestEnv, oauth: &OAuthMock) {
     env.write_account(&account_file(
         CLOCK_KEY,
@@ -39,7 +41,7 @@ fn add_clock(env: &TestEnv, oauth: &OAuthMock) {
     ));
     oauth.script(
         "rt-clock",
-        vec![TokenReply::tokens("at-clock", "rt-clock", 300, CLOCK_KEY)],
+        vec![TokenReply::tokens("at-clock", "rt-clock", 1, CLOCK_KEY)],
     );
 }
 
@@ -195,4 +197,35 @@ fn scan_and_key_error_share_one_refresh() {
     assert_eq!(upstream.keys(), [OLD_KEY, NEW_KEY]);
     assert_eq!(oauth.token_requests("rt-a").len(), 1);
     assert_eq!(oauth.max_in_flight(), 1);
+}
+
+/// Tokens that live no longer than the lead would be due again the moment
+/// they are refreshed, and were refreshed on every scan. They are refreshed
+/// at half their life instead, with a warning naming the setting.
+#[test]
+fn tokens_shorter_than_the_lead_are_refreshed_at_half_their_life_not_on_every_scan() {
+    let oauth = OAuthMock::start();
+    // Lead 24h (the default), tokens of 60 s, a scan every 100 ms.
+    let env = env_for(&oauth, &[("IFLOW_REFRESH_INTERVAL", "100ms")]);
+    add_clock(&env, &oauth);
+    env.write_account(&account_file(
+        OLD_KEY,
+        "http://127.0.0.1:9/v1",
+        Some(("short", Span::minutes(1))),
+    ));
+    oauth.script(
+        "rt-short",
+        vec![TokenReply::tokens("at-short", "rt-short", 60, OLD_KEY)],
+    );
+
+    let mut server = env.serve();
+    server
+        .running
+        .wait_stderr_line("no longer than IFLOW_REFRESH_LEAD", WAIT);
+    // Many scans later (the clock is refreshed every half second)...
+    oauth.wait_token_requests("rt-clock", 6, WAIT);
+    // ...the 60 s tokens were refreshed once.
+    assert_eq!(oauth.token_requests("rt-short").len(), 1);
+    let log = server.terminate().stderr;
+    assert!(!log.contains(OLD_KEY), "{log}");
 }

@@ -119,6 +119,10 @@ pub struct RefresherActor {
     /// Refreshes waiting on a timer; cancelled when one runs earlier.
     scheduled: HashMap<String, SpawnHandle>,
     failures: HashMap<String, (u32, Instant)>,
+    /// Accounts whose new token lives no longer than `refresh_lead`: when
+    /// it was refreshed and how long it lives. Such a token is due again at
+    /// once; it is refreshed at half its life instead of on every scan.
+    short_lived: HashMap<String, (Instant, Duration)>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -141,6 +145,7 @@ impl RefresherActor {
             running: HashMap::new(),
             scheduled: HashMap::new(),
             failures: HashMap::new(),
+            short_lived: HashMap::new(),
             metrics: None,
         }
     }
@@ -166,6 +171,38 @@ impl RefresherActor {
             .min(self.settings.refresh_retry_max);
         // ±20% so that accounts that failed together do not retry together.
         delay.mul_f64(0.8 + fastrand::f64() * 0.4)
+    }
+
+    /// Notes how long a freshly refreshed token lives, when that is within
+    /// the lead (the lead is meant to be a fraction of a token's life).
+    fn note_lifetime(&mut self, uuid: &str, expires_at: Option<DateTime<Utc>>) {
+        let life = expires_at.and_then(|at| (at - Utc::now()).to_std().ok());
+        match life {
+            Some(life) if life <= self.settings.refresh_lead => {
+                let known = self
+                    .short_lived
+                    .insert(uuid.to_string(), (Instant::now(), life));
+                if known.is_none() {
+                    log::warn!(
+                        "account {}: its tokens last {}, no longer than IFLOW_REFRESH_LEAD ({}); \
+                         they are refreshed at half their life instead",
+                        short_id(uuid),
+                        humantime::format_duration(Duration::from_secs(life.as_secs())),
+                        humantime::format_duration(self.settings.refresh_lead)
+                    );
+                }
+            }
+            _ => {
+                self.short_lived.remove(uuid);
+            }
+        }
+    }
+
+    /// A short-lived token refreshed less than half its life ago.
+    fn fresh(&self, uuid: &str) -> bool {
+        self.short_lived
+            .get(uuid)
+            .is_some_and(|(at, life)| at.elapsed() < *life / 2)
     }
 
     fn jitter(&self) -> Duration {
@@ -222,8 +259,11 @@ impl Handler<RefreshAccount> for RefresherActor {
                     });
                 }
                 match &result {
-                    Ok(_) => {
+                    Ok(outcome) => {
                         act.failures.remove(&uuid);
+                        if act.scanning {
+                            act.note_lifetime(&uuid, outcome.expires_at);
+                        }
                     }
                     Err(e) if e.is_transient() && act.scanning => {
                         let failures = act.failures.get(&uuid).map_or(0, |f| f.0) + 1;
@@ -270,6 +310,7 @@ impl Handler<ScanDue> for RefresherActor {
                             && a.refresh_due(lead, now);
                         let waiting = act.running.contains_key(&a.uuid)
                             || act.scheduled.contains_key(&a.uuid)
+                            || act.fresh(&a.uuid)
                             || act
                                 .failures
                                 .get(&a.uuid)
