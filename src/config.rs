@@ -382,8 +382,10 @@ fn without_password(s: &str) -> String {
     let Some((scheme, rest)) = s.split_once("://") else {
         return s.to_string();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
+    // The last `@` anywhere: a password with an unencoded `/`, `?` or `#` is
+    // exactly what fails to parse, and a proxy address has no path in which
+    // an `@` could be meant (masking too much is harmless here).
+    let Some(at) = rest.rfind('@') else {
         return s.to_string();
     };
     let user = rest[..at]
@@ -503,6 +505,9 @@ mod tests {
             "http://user:S3cretPass@host:abc",
             "socks5://user:S3cretPass@",
             "http://user:S3cretPass@[::1/x",
+            "http://user:S3cr#etPass@proxy:3128",
+            "http://user:123#S3cretPass@h:1",
+            "http://user:S3c/retPass@h:1",
         ] {
             let e = proxy_url(bad).expect_err(bad);
             assert!(!e.contains("S3cretPass"), "{e}");
@@ -513,7 +518,7 @@ mod tests {
             assert!(proxy_url(with_path).is_err(), "{with_path}");
         }
         assert!(proxy_url("http://h:1/").is_ok());
-        assert_eq!(without_password("http://u@h/p@q"), "http://u:***@h/p@q");
+        assert_eq!(without_password("http://u:p@h"), "http://u:***@h");
     }
 
     #[test]

@@ -30,9 +30,8 @@ fn env_for(oauth: &OAuthMock, vars: &[(&str, &str)]) -> TestEnv {
     env
 }
 
-/// An account (tokens `at-clock`/`rt-clock`) refreshed about twice a
-/// second: its tokens last 1 s, and a token that lasts no longer than the
-/// lead is refreshed at half its life.
+/// An account (tokens `at-clock`/`rt-clock`) refreshed on every scan: its
+/// tokens last 1 s, too short to wait for a later scan.
 fn add_clock(env: &TestEnv, oauth: &OAuthMock) {
     env.write_account(&account_file(
         CLOCK_KEY,
@@ -222,7 +221,7 @@ fn tokens_shorter_than_the_lead_are_refreshed_at_half_their_life_not_on_every_sc
     server
         .running
         .wait_stderr_line("no longer than IFLOW_REFRESH_LEAD", WAIT);
-    // Many scans later (the clock is refreshed every half second)...
+    // Many scans later (the clock is refreshed on each)...
     oauth.wait_token_requests("rt-clock", 6, WAIT);
     // ...the 60 s tokens were refreshed once.
     assert_eq!(oauth.token_requests("rt-short").len(), 1);

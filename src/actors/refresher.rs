@@ -120,9 +120,9 @@ pub struct RefresherActor {
     scheduled: HashMap<String, SpawnHandle>,
     failures: HashMap<String, (u32, Instant)>,
     /// Accounts whose new token lives no longer than `refresh_lead`: when
-    /// it was refreshed and how long it lives. Such a token is due again at
-    /// once; it is refreshed at half its life instead of on every scan.
-    short_lived: HashMap<String, (Instant, Duration)>,
+    /// it expires and how long it lives. Such a token is due again at once;
+    /// it is refreshed at half its life instead of on every scan.
+    short_lived: HashMap<String, (DateTime<Utc>, chrono::Duration)>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -176,33 +176,45 @@ impl RefresherActor {
     /// Notes how long a freshly refreshed token lives, when that is within
     /// the lead (the lead is meant to be a fraction of a token's life).
     fn note_lifetime(&mut self, uuid: &str, expires_at: Option<DateTime<Utc>>) {
-        let life = expires_at.and_then(|at| (at - Utc::now()).to_std().ok());
-        match life {
-            Some(life) if life <= self.settings.refresh_lead => {
-                let known = self
-                    .short_lived
-                    .insert(uuid.to_string(), (Instant::now(), life));
-                if known.is_none() {
-                    log::warn!(
-                        "account {}: its tokens last {}, no longer than IFLOW_REFRESH_LEAD ({}); \
-                         they are refreshed at half their life instead",
-                        short_id(uuid),
-                        humantime::format_duration(Duration::from_secs(life.as_secs())),
-                        humantime::format_duration(self.settings.refresh_lead)
-                    );
-                }
-            }
-            _ => {
-                self.short_lived.remove(uuid);
-            }
+        let lead =
+            chrono::Duration::from_std(self.settings.refresh_lead).unwrap_or(chrono::Duration::MAX);
+        let short = expires_at
+            .map(|at| (at, at - Utc::now()))
+            .filter(|(_, life)| *life > chrono::Duration::zero() && *life <= lead);
+        let Some((expires, life)) = short else {
+            self.short_lived.remove(uuid);
+            return;
+        };
+        if self
+            .short_lived
+            .insert(uuid.to_string(), (expires, life))
+            .is_none()
+        {
+            log::warn!(
+                "account {}: its tokens last {}, no longer than IFLOW_REFRESH_LEAD ({}); \
+                 they are refreshed at half their life instead",
+                short_id(uuid),
+                humantime::format_duration(Duration::from_secs(
+                    u64::try_from(life.num_seconds()).unwrap_or(0)
+                )),
+                humantime::format_duration(self.settings.refresh_lead)
+            );
         }
     }
 
-    /// A short-lived token refreshed less than half its life ago.
+    /// A short-lived token with more than half its life left, and enough
+    /// left that a later scan (two intervals and the jitter away) still
+    /// refreshes it in time. Wall-clock time: a machine that slept
+    /// refreshes on its first scan after waking.
     fn fresh(&self, uuid: &str) -> bool {
-        self.short_lived
-            .get(uuid)
-            .is_some_and(|(at, life)| at.elapsed() < *life / 2)
+        let scans = chrono::Duration::from_std(self.settings.refresh_interval * 2)
+            .unwrap_or(chrono::Duration::MAX)
+            .checked_add(&chrono::Duration::seconds(30))
+            .unwrap_or(chrono::Duration::MAX);
+        self.short_lived.get(uuid).is_some_and(|(expires, life)| {
+            let left = *expires - Utc::now();
+            left > *life / 2 && left > scans
+        })
     }
 
     fn jitter(&self) -> Duration {

@@ -288,11 +288,19 @@ pub async fn serve(config: Config, cli: &Cli) -> Result<(), ServeError> {
     }
     log::info!("requests finished or cut off; writing usage counters");
     match tokio::time::timeout(Duration::from_secs(10), registry.send(FlushUsage)).await {
-        Ok(Ok(Ok(done))) => log::info!(
-            "usage written: account counters {}, ledger rows {}",
-            done.accounts,
-            done.ledger_rows
-        ),
+        Ok(Ok(Ok(done))) => {
+            log::info!(
+                "usage written: account counters {}, ledger rows {}",
+                done.accounts,
+                done.ledger_rows
+            );
+            if done.failed_accounts > 0 {
+                log::error!(
+                    "the request counters of {} accounts could not be written and are lost",
+                    done.failed_accounts
+                );
+            }
+        }
         Ok(Ok(Err(e))) => log::error!("usage counters could not be written: {e}"),
         Ok(Err(e)) => log::error!("registry unavailable at shutdown: {e}"),
         Err(_) => {

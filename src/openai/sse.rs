@@ -3,8 +3,9 @@
 //! Lines split on `\n` (a trailing `\r` dropped); `data:` with or without a
 //! space; every other field and comment is ignored; `[DONE]` ends the stream.
 //! The official client reads each `data:` line as a chunk of its own, and
-//! upstreams send one line per event, so a line that holds a whole JSON
-//! object is handed on at once, without waiting for the blank line. An event
+//! upstreams send one line per event, so a line that looks like a whole
+//! JSON object (it starts with `{` and ends with `}`; it is not parsed) is
+//! handed on at once, without waiting for the blank line. An event
 //! whose data spans several `data:` lines (which the SSE format allows, and
 //! some OpenAI-compatible servers send: pretty-printed JSON) is joined with
 //! `\n` as the format says, up to its blank line, and re-written compactly

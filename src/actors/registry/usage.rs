@@ -24,6 +24,9 @@ pub struct Flushed {
     pub accounts: usize,
     /// Rows (account, key, model) added to the usage ledger.
     pub ledger_rows: usize,
+    /// Account files whose counters could not be written (kept in memory
+    /// for the next flush).
+    pub failed_accounts: usize,
 }
 
 /// The ledger on disk plus what is still pending in memory.
@@ -203,6 +206,7 @@ impl Handler<FlushUsage> for AccountRegistry {
                         first_error = Some(e);
                     }
                     let mut written = 0;
+                    let mut failed_accounts = 0;
                     for ((id, n, _, handle), result) in counts.iter().zip(results) {
                         match result {
                             Ok(account) => {
@@ -221,6 +225,7 @@ impl Handler<FlushUsage> for AccountRegistry {
                                     crate::secret::short_id(id)
                                 );
                                 handle.usage.restore(*n);
+                                failed_accounts += 1;
                                 first_error.get_or_insert(e);
                             }
                         }
@@ -234,6 +239,7 @@ impl Handler<FlushUsage> for AccountRegistry {
                         _ => Ok(Flushed {
                             accounts: written,
                             ledger_rows,
+                            failed_accounts,
                         }),
                     }
                 }),
