@@ -50,11 +50,14 @@ pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayE
             out_messages.push(json!({ "role": "system", "content": text }));
         }
     }
+    // The last user message holds the user's own words (not only images a
+    // tool returned): a new turn.
+    let mut users_own = false;
     for (i, message) in messages.iter().enumerate() {
         let role = message.get("role").and_then(Value::as_str);
         let content = message.get("content").unwrap_or(&Value::Null);
         match role {
-            Some("user") => user_message(content, &mut out_messages),
+            Some("user") => users_own = user_message(content, &mut out_messages),
             Some("assistant") => out_messages.push(assistant_message(content)),
             _ => {
                 return Err(GatewayError::invalid(format!(
@@ -71,11 +74,12 @@ pub fn translate(bytes: &[u8], models: &ModelMap) -> Result<Translated, GatewayE
              tool_result or thinking block"
         }));
     }
-    let starts_turn = out_messages
-        .last()
-        .and_then(|m| m.get("role"))
-        .and_then(Value::as_str)
-        == Some("user");
+    let starts_turn = users_own
+        && out_messages
+            .last()
+            .and_then(|m| m.get("role"))
+            .and_then(Value::as_str)
+            == Some("user");
 
     let upstream_model = models.resolve(&client_model).to_string();
     let mut body = Map::new();
@@ -237,16 +241,19 @@ fn joined<'a>(texts: impl Iterator<Item = &'a str>) -> String {
 
 /// A user turn: its tool results become `tool` messages (which OpenAI wants
 /// right after the assistant's tool calls), the rest one user message.
-fn user_message(content: &Value, out: &mut Vec<Value>) {
+/// True when that message holds something of the user's own (text or an
+/// image), not only the images of tool results.
+fn user_message(content: &Value, out: &mut Vec<Value>) -> bool {
     let blocks = match content {
         Value::String(s) => {
             out.push(json!({ "role": "user", "content": s }));
-            return;
+            return true;
         }
         Value::Array(blocks) => blocks,
-        _ => return,
+        _ => return false,
     };
     let mut parts = Vec::new();
+    let mut tool_images = Vec::new();
     for block in blocks {
         match block.get("type").and_then(Value::as_str) {
             Some("text") => {
@@ -265,6 +272,30 @@ fn user_message(content: &Value, out: &mut Vec<Value>) {
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 let mut text = block.get("content").map(text_of).unwrap_or_default();
+                // OpenAI's tool messages carry text only: a result's images
+                // (a screenshot, an image file read) go on in the user
+                // message that follows, and the tool message says so.
+                let images: Vec<Value> = block
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|b| b.get("type").and_then(Value::as_str) == Some("image"))
+                    .filter_map(|b| image_url(b.get("source")))
+                    .map(|url| json!({ "type": "image_url", "image_url": { "url": url } }))
+                    .collect();
+                if !images.is_empty() {
+                    let note = match images.len() {
+                        1 => {
+                            "(the image this tool returned follows in the next message)".to_string()
+                        }
+                        n => format!(
+                            "(the {n} images this tool returned follow in the next message)"
+                        ),
+                    };
+                    text = joined([text.as_str(), note.as_str()].into_iter());
+                    tool_images.extend(images);
+                }
                 if block.get("is_error").and_then(Value::as_bool) == Some(true) {
                     text = format!("Error: {text}");
                 }
@@ -273,8 +304,12 @@ fn user_message(content: &Value, out: &mut Vec<Value>) {
             _ => {}
         }
     }
+    let own = !parts.is_empty();
+    // The tool results' images first: they answer the calls just made.
+    tool_images.extend(parts);
+    let parts = tool_images;
     if parts.is_empty() {
-        return;
+        return false;
     }
     // Plain text stays a string: every upstream understands that.
     let all_text = parts.iter().all(|p| p["type"] == "text");
@@ -284,6 +319,7 @@ fn user_message(content: &Value, out: &mut Vec<Value>) {
         Value::Array(parts)
     };
     out.push(json!({ "role": "user", "content": content }));
+    own
 }
 
 fn image_url(source: Option<&Value>) -> Option<String> {

@@ -300,3 +300,45 @@ fn empty_text_blocks_add_no_blank_lines() {
     assert_eq!(m[0]["content"], "rules");
     assert_eq!(m[1]["content"], "a\nb");
 }
+
+#[test]
+fn a_tool_results_images_follow_in_a_user_message_without_starting_a_turn() {
+    let png = r#"{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}}"#;
+    let body = format!(
+        r#"{{"model": "glm-5", "max_tokens": 10, "messages": [
+        {{"role": "user", "content": "take a screenshot"}},
+        {{"role": "assistant", "content": [{{"type": "tool_use", "id": "toolu_1", "name": "shot", "input": {{}}}}]}},
+        {{"role": "user", "content": [{{"type": "tool_result", "tool_use_id": "toolu_1", "content": [{{"type": "text", "text": "done"}}, {png}]}}]}}]}}"#
+    );
+    let t = run(&body);
+    let m = t.chat.body["messages"].as_array().expect("messages");
+    let roles: Vec<&str> = m.iter().filter_map(|x| x["role"].as_str()).collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "user"]);
+    assert_eq!(
+        m[2]["content"],
+        "done\n(the image this tool returned follows in the next message)"
+    );
+    assert_eq!(
+        m[3]["content"],
+        json!([{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}}])
+    );
+    assert!(
+        !t.chat.starts_turn,
+        "a tool's answer is not a new user turn"
+    );
+
+    // The user's own words after the result: images first, then the words,
+    // and a new turn.
+    let with_words = body.replace(
+        r#""content": [{"type": "tool_result""#,
+        r#""content": [{"type": "text", "text": "and now?"}, {"type": "tool_result""#,
+    );
+    let t = run(&with_words);
+    let m = t.chat.body["messages"].as_array().expect("messages");
+    assert_eq!(m[3]["content"][0]["type"], "image_url");
+    assert_eq!(
+        m[3]["content"][1],
+        json!({"type": "text", "text": "and now?"})
+    );
+    assert!(t.chat.starts_turn);
+}
