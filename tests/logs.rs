@@ -87,3 +87,28 @@ fn every_request_gets_one_access_line_and_no_secret_is_logged() {
     );
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// Usage that cannot be written is retried at every flush, but said once:
+/// a damaged account file must not fill the log. Writing it again is said
+/// too.
+#[test]
+fn unwritable_usage_is_warned_about_once_not_at_every_retry() {
+    let s = setup(&[("IFLOW_USAGE_FLUSH_INTERVAL", "100ms")]);
+    let (addr, acc) = (s.gw.addr, s.account.as_str());
+    let file = s.dir.path().join("accounts").join(format!("{acc}.json"));
+    let good = std::fs::read(&file).unwrap();
+    std::fs::write(&file, b"{ damaged").unwrap();
+    assert_eq!(chat(addr, acc, &user_body("glm-5", "hi")).status, 200);
+    // Many flushes (10 a second) try and fail.
+    std::thread::sleep(secs(1));
+    std::fs::write(&file, &good).unwrap();
+    assert!(
+        s.gw.wait_log(secs(5), |l| l.contains("usage written again")),
+        "{}",
+        s.gw.log()
+    );
+    let warned = s.gw.log().matches("usage not written, will retry").count();
+    assert_eq!(warned, 1, "{}", s.gw.log());
+    let saved = common::account_file(s.dir.path(), acc);
+    assert_eq!(saved["request_count"], 1, "the count waited in memory");
+}

@@ -100,6 +100,11 @@ pub struct AccountRegistry {
     directory: SharedDirectory,
     ledger: Arc<UsageLedger>,
     reported: HashSet<PathBuf>,
+    /// Accounts whose usage could not be written, warned about once (the
+    /// flush retries every interval until it works).
+    usage_unwritten: HashSet<String>,
+    /// The same for the usage ledger.
+    ledger_unwritten: bool,
     /// The account files the last full scan could not use, with the reason.
     problems: Vec<(PathBuf, String)>,
     miss_window: (Instant, u32),
@@ -126,6 +131,8 @@ impl AccountRegistry {
             directory: Arc::new(ArcSwap::from_pointee(Directory::default())),
             ledger: Arc::new(UsageLedger::default()),
             reported: HashSet::new(),
+            usage_unwritten: HashSet::new(),
+            ledger_unwritten: false,
             problems: Vec::new(),
             miss_window: (Instant::now(), 0),
             unplaced: Vec::new(),

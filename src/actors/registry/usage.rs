@@ -200,10 +200,19 @@ impl Handler<FlushUsage> for AccountRegistry {
                     let mut first_error = None;
                     let mut ledger_rows = rows.len();
                     if let Err(e) = ledger {
-                        log::warn!("usage ledger not written, will retry: {e}");
+                        let level = if act.ledger_unwritten {
+                            log::Level::Debug
+                        } else {
+                            log::Level::Warn
+                        };
+                        act.ledger_unwritten = true;
+                        log::log!(level, "usage ledger not written, will retry: {e}");
                         act.ledger.restore(rows);
                         ledger_rows = 0;
                         first_error = Some(e);
+                    } else if ledger_rows > 0 && act.ledger_unwritten {
+                        act.ledger_unwritten = false;
+                        log::info!("usage ledger written again");
                     }
                     let mut written = 0;
                     let mut failed_accounts = 0;
@@ -211,6 +220,12 @@ impl Handler<FlushUsage> for AccountRegistry {
                         match result {
                             Ok(account) => {
                                 written += 1;
+                                if act.usage_unwritten.remove(id) {
+                                    log::info!(
+                                        "account {}: usage written again",
+                                        crate::secret::short_id(id)
+                                    );
+                                }
                                 // The file may hold the CLI's changes (a new key or
                                 // base URL): upsert hands them to the upstream actor.
                                 // An account deleted meanwhile stays deleted.
@@ -220,7 +235,14 @@ impl Handler<FlushUsage> for AccountRegistry {
                             }
                             Err(StoreError::NotFound(_)) => {}
                             Err(e) => {
-                                log::warn!(
+                                // Once per failure, not at every retry.
+                                let level = if act.usage_unwritten.insert(id.clone()) {
+                                    log::Level::Warn
+                                } else {
+                                    log::Level::Debug
+                                };
+                                log::log!(
+                                    level,
                                     "account {}: usage not written, will retry: {e}",
                                     crate::secret::short_id(id)
                                 );
