@@ -44,6 +44,22 @@ fn add_clock(env: &TestEnv, oauth: &OAuthMock) {
     );
 }
 
+/// An account with key `OLD_KEY`, tokens `at-NAME`/`rt-NAME` that expire
+/// in `left`, and an OAuth server that refreshes them into tokens of the
+/// same names living `life_secs`.
+fn add_oauth_account(env: &TestEnv, oauth: &OAuthMock, name: &str, left: Span, life_secs: i64) {
+    env.write_account(&account_file(
+        OLD_KEY,
+        "http://127.0.0.1:9/v1",
+        Some((name, left)),
+    ));
+    let (access, refresh) = (format!("at-{name}"), format!("rt-{name}"));
+    oauth.script(
+        &refresh,
+        vec![TokenReply::tokens(&access, &refresh, life_secs, OLD_KEY)],
+    );
+}
+
 #[test]
 fn due_account_is_refreshed_and_the_next_upstream_call_uses_the_new_key() {
     let (oauth, upstream) = (OAuthMock::start(), UpstreamMock::start());
@@ -87,15 +103,7 @@ fn account_outside_the_lead_is_left_alone() {
         ],
     );
     add_clock(&env, &oauth);
-    env.write_account(&account_file(
-        OLD_KEY,
-        "http://127.0.0.1:9/v1",
-        Some(("far", Span::hours(1))),
-    ));
-    oauth.script(
-        "rt-far",
-        vec![TokenReply::tokens("at-far", "rt-far", 86_400, OLD_KEY)],
-    );
+    add_oauth_account(&env, &oauth, "far", Span::hours(1), 86_400);
 
     let _server = env.serve();
     oauth.wait_token_requests("rt-clock", 4, WAIT);
@@ -207,15 +215,7 @@ fn tokens_shorter_than_the_lead_are_refreshed_at_half_their_life_not_on_every_sc
     // Lead 24h (the default), tokens of 60 s, a scan every 100 ms.
     let env = env_for(&oauth, &[("IFLOW_REFRESH_INTERVAL", "100ms")]);
     add_clock(&env, &oauth);
-    env.write_account(&account_file(
-        OLD_KEY,
-        "http://127.0.0.1:9/v1",
-        Some(("short", Span::minutes(1))),
-    ));
-    oauth.script(
-        "rt-short",
-        vec![TokenReply::tokens("at-short", "rt-short", 60, OLD_KEY)],
-    );
+    add_oauth_account(&env, &oauth, "short", Span::minutes(1), 60);
 
     let mut server = env.serve();
     server

@@ -5,11 +5,11 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::client::{chat, open_stream};
+use common::client::{Response, chat, open_stream};
 use common::gateway::Gateway;
 use common::mock::Mock;
 use common::pool::pool;
-use common::{account_file, assert_error, secs, setup, stream_body, user_body};
+use common::{Setup, account_file, assert_error, secs, setup, stream_body, user_body};
 use std::time::Duration;
 
 const ENV: &[(&str, &str)] = &[
@@ -68,20 +68,26 @@ fn sigterm_exits_zero_and_flushes_usage_to_the_account_file() {
     );
 }
 
-#[test]
-fn a_request_in_flight_at_sigterm_completes_and_is_counted() {
-    let mut s = setup(ENV);
+/// Starts a request the mock holds, sends SIGTERM once it is in flight, and
+/// waits for the gateway to say it drains.
+fn hold_one_then_sigterm(s: &mut Setup) -> std::thread::JoinHandle<Response> {
     let (addr, account) = (s.gw.addr, s.account.clone());
     let held =
         std::thread::spawn(move || chat(addr, &account, &user_body("glm-5", "scenario:hold")));
     assert!(s.mock.wait_in_flight(1, secs(10)));
-
     s.gw.send_sigterm();
     assert!(
         s.gw.wait_log(secs(5), |l| l.to_lowercase().contains("graceful")),
         "{}",
         s.gw.log()
     );
+    held
+}
+
+#[test]
+fn a_request_in_flight_at_sigterm_completes_and_is_counted() {
+    let mut s = setup(ENV);
+    let held = hold_one_then_sigterm(&mut s);
     s.mock.release_all();
     let resp = held.join().unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
@@ -102,17 +108,7 @@ fn a_second_sigterm_stops_at_once_and_still_writes_the_counted_usage() {
         chat(s.gw.addr, &s.account, &user_body("glm-5", "hi")).status,
         200
     );
-    let (addr, account) = (s.gw.addr, s.account.clone());
-    let held =
-        std::thread::spawn(move || chat(addr, &account, &user_body("glm-5", "scenario:hold")));
-    assert!(s.mock.wait_in_flight(1, secs(10)));
-
-    s.gw.send_sigterm();
-    assert!(
-        s.gw.wait_log(secs(5), |l| l.to_lowercase().contains("graceful")),
-        "{}",
-        s.gw.log()
-    );
+    let held = hold_one_then_sigterm(&mut s);
     let (exit, took) =
         s.gw.terminate(secs(10))
             .expect("no exit after a second SIGTERM");
