@@ -7,18 +7,24 @@ mod common;
 use common::client::{chat, get, request};
 use common::{API_KEY, secs, setup, stream_body, user_body};
 
-/// The access lines: `METHOD PATH STATUS DURATIONms account=ID`.
-fn access_lines(log: &str) -> Vec<(String, String, String, String)> {
+/// The access lines, `METHOD PATH STATUS DURATIONms account=ID key=ID
+/// client=IP`, as (method, path, status, account, key); every client here is
+/// 127.0.0.1.
+fn access_lines(log: &str) -> Vec<(String, String, String, String, String)> {
     log.lines()
         .filter_map(|l| l.split_once("access_log] ").map(|(_, rest)| rest))
         .map(|rest| {
             let f: Vec<&str> = rest.split_whitespace().collect();
-            assert_eq!(f.len(), 5, "{rest}");
+            assert_eq!(f.len(), 7, "{rest}");
             assert!(f[3].ends_with("ms"), "{rest}");
-            let account = f[4]
-                .strip_prefix("account=")
-                .unwrap_or_else(|| panic!("{rest}"));
-            (f[0].into(), f[1].into(), f[2].into(), account.into())
+            let field = |i: usize, name: &str| {
+                f[i].strip_prefix(name)
+                    .unwrap_or_else(|| panic!("{rest}"))
+                    .to_string()
+            };
+            assert_eq!(field(6, "client="), "127.0.0.1", "{rest}");
+            let (account, key) = (field(4, "account="), field(5, "key="));
+            (f[0].into(), f[1].into(), f[2].into(), account, key)
         })
         .collect()
 }
@@ -76,7 +82,10 @@ fn every_request_gets_one_access_line_and_no_secret_is_logged() {
     let got = access_lines(&log);
     let got: Vec<(&str, &str, &str, &str)> = got
         .iter()
-        .map(|(m, p, st, a)| (m.as_str(), p.as_str(), st.as_str(), a.as_str()))
+        .map(|(m, p, st, a, k)| {
+            assert_eq!(k, "-", "no gateway key was used");
+            (m.as_str(), p.as_str(), st.as_str(), a.as_str())
+        })
         .collect();
     assert_eq!(got, expected);
     assert!(!log.contains(API_KEY), "the API key was logged:\n{log}");
@@ -111,4 +120,27 @@ fn unwritable_usage_is_warned_about_once_not_at_every_retry() {
     assert_eq!(warned, 1, "{}", s.gw.log());
     let saved = common::account_file(s.dir.path(), acc);
     assert_eq!(saved["request_count"], 1, "the count waited in memory");
+}
+
+/// A request made with a gateway key names the key's id (not the key) and
+/// the account the pool gave it.
+#[test]
+fn a_gateway_keys_requests_are_logged_with_the_key_id() {
+    let p = common::pool::pool(1, &[]);
+    assert_eq!(p.chat("hi").status, 200);
+    assert!(
+        p.gw.wait_log(secs(5), |l| !access_lines(l).is_empty()),
+        "{}",
+        p.gw.log()
+    );
+    let log = p.gw.log();
+    let lines = access_lines(&log);
+    let (method, path, status, account, key) = &lines[0];
+    assert_eq!(
+        (method.as_str(), path.as_str(), status.as_str()),
+        ("POST", "/v1/chat/completions", "200")
+    );
+    assert_eq!(account, &p.accounts[0][..8]);
+    assert_eq!(key, &p.key_id);
+    assert!(!log.contains(&p.key), "the key itself was logged");
 }

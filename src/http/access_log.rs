@@ -1,4 +1,6 @@
-//! One access-log line per request: method, path, status, duration, account.
+//! One access-log line per request: method, path, status, duration, account,
+//! gateway key id and client address (the peer's IP: behind a reverse proxy,
+//! the proxy's).
 //! A stream's line is written when its reply head goes out; a request whose
 //! client left before that is logged with status 499, one the shutdown cut
 //! off with 503.
@@ -32,6 +34,7 @@ pub async fn access_log(
         uri: req.uri().clone(),
         state: req.app_data::<web::Data<AppState>>().cloned(),
         tag,
+        client: req.peer_addr().map(|a| a.ip()),
         started: Instant::now(),
         status: CLIENT_CLOSED,
     };
@@ -49,6 +52,7 @@ struct Entry {
     uri: Uri,
     state: Option<web::Data<AppState>>,
     tag: RequestTag,
+    client: Option<std::net::IpAddr>,
     started: Instant,
     status: u16,
 }
@@ -71,11 +75,14 @@ impl Drop for Entry {
         }
         if log::log_enabled!(log::Level::Info) {
             log::info!(
-                "{} {} {status} {:.1}ms account={}",
+                "{} {} {status} {:.1}ms account={} key={} client={}",
                 self.method,
                 self.uri.path(),
                 self.started.elapsed().as_secs_f64() * 1000.0,
-                tag.account.as_deref().unwrap_or("-")
+                tag.account.as_deref().unwrap_or("-"),
+                tag.key.as_deref().unwrap_or("-"),
+                self.client
+                    .map_or_else(|| "-".to_string(), |ip| ip.to_string())
             );
         }
     }

@@ -26,6 +26,8 @@ pub struct RequestTag(Rc<RefCell<Tagged>>);
 pub struct Tagged {
     pub account: Option<Arc<str>>,
     pub model: Option<Arc<str>>,
+    /// The id of the gateway key that authenticated the request.
+    pub key: Option<Arc<str>>,
 }
 
 impl RequestTag {
@@ -106,8 +108,13 @@ pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Princip
             .into(),
         )
     })?;
-    if let Principal::Account(handle) = &principal {
-        tag(req, Some(handle.label.clone()), None);
+    match &principal {
+        Principal::Account(handle) => tag(req, Some(handle.label.clone()), None),
+        Principal::Key(key) => {
+            if let Some(tag) = req.extensions().get::<RequestTag>() {
+                tag.0.borrow_mut().key = Some(key.id.clone());
+            }
+        }
     }
     Ok(principal)
 }
