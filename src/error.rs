@@ -221,6 +221,15 @@ impl GatewayError {
         if let GatewayError::MethodNotAllowed { allow, .. } = self {
             res.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
         }
+        // The rest of the body was never read: the connection cannot carry
+        // another request (actix closes it by itself only when the body had
+        // a declared length, not for a chunked one).
+        if matches!(
+            self,
+            GatewayError::BodyTimeout | GatewayError::PayloadTooLarge { .. }
+        ) {
+            res.force_close();
+        }
         res.json(body)
     }
 }

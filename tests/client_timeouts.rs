@@ -86,6 +86,23 @@ fn unfinished_body_gets_408_while_other_clients_are_served() {
     assert_eq!(s.mock.requests().len(), 1);
 }
 
+/// The same for a chunked body: its unread rest must not be read as the
+/// next request, so the 408 closes the connection here too.
+#[test]
+fn unfinished_chunked_body_gets_408_and_the_connection_closes() {
+    let s = setup(&[("IFLOW_CLIENT_BODY_TIMEOUT", "1s")]);
+    let mut slow = connect(s.gw.addr);
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n{{\"model\":\r\n",
+        s.account
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    let resp = read_response(&mut Conn::new(slow));
+    assert_error(&resp, 408, "invalid_request_error", "request_timeout");
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(s.mock.requests().is_empty());
+}
+
 #[test]
 fn client_that_never_reads_its_answer_is_dropped_after_the_stall_timeout() {
     let s = setup(&[("IFLOW_CLIENT_STALL_TIMEOUT", "2s")]);
