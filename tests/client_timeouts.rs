@@ -52,15 +52,22 @@ fn half_sent_request_head_is_dropped_after_the_header_timeout() {
     assert_eq!(get(s.gw.addr, "/health", None).status, 200);
 }
 
-#[test]
-fn unfinished_body_gets_408_while_other_clients_are_served() {
-    let s = setup(&[("IFLOW_CLIENT_BODY_TIMEOUT", "1s")]);
+/// Sends a chat request's head and `framing` (the body's framing header,
+/// the blank line and the first bytes of the body), and no more.
+fn start_body(s: &common::Setup, framing: &str) -> TcpStream {
     let mut slow = connect(s.gw.addr);
     let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"model\":",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n{framing}",
         s.account
     );
     slow.write_all(head.as_bytes()).unwrap();
+    slow
+}
+
+#[test]
+fn unfinished_body_gets_408_while_other_clients_are_served() {
+    let s = setup(&[("IFLOW_CLIENT_BODY_TIMEOUT", "1s")]);
+    let slow = start_body(&s, "Content-Length: 1000\r\n\r\n{\"model\":");
     let started = Instant::now();
 
     // Meanwhile the same account and the same gateway still answer.
@@ -91,12 +98,7 @@ fn unfinished_body_gets_408_while_other_clients_are_served() {
 #[test]
 fn unfinished_chunked_body_gets_408_and_the_connection_closes() {
     let s = setup(&[("IFLOW_CLIENT_BODY_TIMEOUT", "1s")]);
-    let mut slow = connect(s.gw.addr);
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n{{\"model\":\r\n",
-        s.account
-    );
-    slow.write_all(head.as_bytes()).unwrap();
+    let slow = start_body(&s, "Transfer-Encoding: chunked\r\n\r\n9\r\n{\"model\":\r\n");
     let resp = read_response(&mut Conn::new(slow));
     assert_error(&resp, 408, "invalid_request_error", "request_timeout");
     assert_eq!(resp.header("connection"), Some("close"));
