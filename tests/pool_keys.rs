@@ -251,3 +251,26 @@ fn an_account_uuid_pins_its_account_unless_keys_are_required() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(p.total(), 5);
 }
+
+/// A key file that cannot be read is listed as such (it is not a key the
+/// server accepts), so nobody takes the list for complete.
+#[test]
+fn key_list_shows_an_unreadable_key_file_as_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, _) = create_key(dir.path(), &["--name", "fine"]);
+    std::fs::write(dir.path().join("keys/key-broken0001.json"), b"{ half").unwrap();
+
+    let listed = cli_ok(dir.path(), &["key", "list"]);
+    let rows: Vec<&str> = listed.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{listed}");
+    assert!(rows[0].starts_with(&id), "{listed}");
+    assert!(
+        rows[1].starts_with("key-broken0001") && rows[1].contains("unreadable"),
+        "{listed}"
+    );
+
+    let json: Value =
+        serde_json::from_str(&cli_ok(dir.path(), &["key", "list", "--json"])).unwrap();
+    assert_eq!(json[1]["file"], "key-broken0001.json", "{json}");
+    assert_eq!(json[1]["state"], "unreadable", "{json}");
+}

@@ -2,7 +2,7 @@
 
 use super::token::open_registry;
 use super::{Cli, KeyCommand};
-use crate::actors::registry::{CreateKey, ListKeys, RevokeKey};
+use crate::actors::registry::{CreateKey, ListKeys, RevokeKey, UnreadableKeys};
 use crate::store::{GatewayKey, KeySpec, StoreError};
 use chrono::Utc;
 use serde_json::json;
@@ -53,10 +53,17 @@ pub async fn run(cmd: KeyCommand, cli: &Cli) -> Result<(), KeyError> {
                 .send(ListKeys)
                 .await
                 .map_err(|_| KeyError::Registry)?;
+            let unreadable = registry
+                .send(UnreadableKeys)
+                .await
+                .map_err(|_| KeyError::Registry)?;
             if json {
-                let rows: Vec<_> = keys.iter().map(row).collect();
+                let mut rows: Vec<_> = keys.iter().map(row).collect();
+                rows.extend(unreadable.iter().map(|(file, reason)| {
+                    json!({ "file": file, "state": "unreadable", "error": reason })
+                }));
                 say!("{}", serde_json::Value::Array(rows));
-            } else if keys.is_empty() {
+            } else if keys.is_empty() && unreadable.is_empty() {
                 say!("no keys yet: create one with `iflow-actix key create --name NAME`");
             } else {
                 say!(
@@ -74,6 +81,17 @@ pub async fn run(cmd: KeyCommand, cli: &Cli) -> Result<(), KeyError> {
                         state(k),
                         k.name,
                         describe(k)
+                    );
+                }
+                // Files that are not keys, so that nobody takes the list
+                // for complete.
+                for (file, reason) in &unreadable {
+                    say!(
+                        "{:<16}  {:<14}  {:<8}  {:<20}  {reason}",
+                        file.strip_suffix(".json").unwrap_or(file),
+                        "-",
+                        "unreadable",
+                        ""
                     );
                 }
             }

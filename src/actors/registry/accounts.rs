@@ -361,6 +361,7 @@ impl Handler<Rescan> for AccountRegistry {
                 .map(|res, act, _| match res {
                     Ok(Ok((scan, (keys, problems)))) => {
                         act.report("key", &problems);
+                        act.key_problems = problems;
                         act.keys = keys;
                         act.reconcile(scan);
                     }

@@ -17,6 +17,11 @@ pub struct CreateKey(pub KeySpec);
 #[rtype(result = "Vec<GatewayKey>")]
 pub struct ListKeys;
 
+/// The key files the last scan could not use: file name and reason.
+#[derive(Message)]
+#[rtype(result = "Vec<(String, String)>")]
+pub struct UnreadableKeys;
+
 /// Revokes a key by id (or a unique start of its id or prefix).
 #[derive(Message)]
 #[rtype(result = "Result<GatewayKey, StoreError>")]
@@ -47,6 +52,25 @@ impl Handler<ListKeys> for AccountRegistry {
     /// The keys as last read or written.
     fn handle(&mut self, _msg: ListKeys, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.keys.clone())
+    }
+}
+
+impl Handler<UnreadableKeys> for AccountRegistry {
+    type Result = MessageResult<UnreadableKeys>;
+
+    fn handle(&mut self, _msg: UnreadableKeys, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.key_problems
+                .iter()
+                .map(|(path, reason)| {
+                    let name = path.file_name().map_or_else(
+                        || path.display().to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    );
+                    (name, reason.clone())
+                })
+                .collect(),
+        )
     }
 }
 

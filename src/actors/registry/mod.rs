@@ -24,7 +24,7 @@ pub use directory::{
     AccountHandle, AccountHealth, CooldownPolicy, Directory, KeyHandle, Lookup, SharedDirectory,
     UsageCounter, digest,
 };
-pub use keys::{CreateKey, ListKeys, RevokeKey};
+pub use keys::{CreateKey, ListKeys, RevokeKey, UnreadableKeys};
 pub use refresh::{ApplyRefresh, MarkNeedsLogin, RefreshingNow, ReloadAccount};
 pub use usage::{FlushUsage, Flushed, UsageEvent, UsageLedger, UsageReport};
 
@@ -107,6 +107,8 @@ pub struct AccountRegistry {
     ledger_unwritten: bool,
     /// The account files the last full scan could not use, with the reason.
     problems: Vec<(PathBuf, String)>,
+    /// The same for key files.
+    key_problems: Vec<(PathBuf, String)>,
     miss_window: (Instant, u32),
     /// Account actors made before any HTTP worker was up; their mailboxes
     /// are open and keep what is sent to them.
@@ -134,10 +136,12 @@ impl AccountRegistry {
             usage_unwritten: HashSet::new(),
             ledger_unwritten: false,
             problems: Vec::new(),
+            key_problems: Vec::new(),
             miss_window: (Instant::now(), 0),
             unplaced: Vec::new(),
         };
         registry.report("key", &key_problems);
+        registry.key_problems = key_problems;
         registry.keys = keys;
         registry.reconcile(scan);
         Ok(registry)
@@ -324,11 +328,20 @@ impl AccountRegistry {
     }
 
     fn report(&mut self, kind: &str, problems: &[(PathBuf, String)]) {
+        // A server warns; a CLI command (no timers) says it at info, since
+        // `token list` and `key list` show such files as rows and the other
+        // commands' output is their result.
+        let level = if self.settings.flush_interval.is_some() {
+            log::Level::Warn
+        } else {
+            log::Level::Info
+        };
         for (path, reason) in problems {
             if self.reported.insert(path.clone()) {
                 // An account file is named by its uuid, a credential: show
                 // the short id, enough to find the file.
-                log::warn!(
+                log::log!(
+                    level,
                     "skipping {kind} file {}: {reason}",
                     crate::store::shown(path)
                 );
