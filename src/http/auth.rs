@@ -37,6 +37,18 @@ impl RequestTag {
 }
 
 pub fn tag(req: &HttpRequest, account: Option<Arc<str>>, model: Option<&Arc<str>>) {
+    with_tag(req, |t| {
+        if account.is_some() {
+            t.account = account;
+        }
+        if let Some(m) = model {
+            t.model = Some(m.clone());
+        }
+    });
+}
+
+/// Changes the request's tag, made here if the access log made none.
+fn with_tag(req: &HttpRequest, change: impl FnOnce(&mut Tagged)) {
     let mut ext = req.extensions_mut();
     let tag = match ext.get::<RequestTag>() {
         Some(tag) => tag.clone(),
@@ -46,13 +58,7 @@ pub fn tag(req: &HttpRequest, account: Option<Arc<str>>, model: Option<&Arc<str>
             tag
         }
     };
-    let mut t = tag.0.borrow_mut();
-    if account.is_some() {
-        t.account = account;
-    }
-    if let Some(m) = model {
-        t.model = Some(m.clone());
-    }
+    change(&mut tag.0.borrow_mut());
 }
 
 pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, GatewayError> {
@@ -110,11 +116,7 @@ pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Princip
     })?;
     match &principal {
         Principal::Account(handle) => tag(req, Some(handle.label.clone()), None),
-        Principal::Key(key) => {
-            if let Some(tag) = req.extensions().get::<RequestTag>() {
-                tag.0.borrow_mut().key = Some(key.id.clone());
-            }
-        }
+        Principal::Key(key) => with_tag(req, |t| t.key = Some(key.id.clone())),
     }
     Ok(principal)
 }
