@@ -9,12 +9,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod floor;
 mod load;
 mod mock;
 mod procfs;
 mod report;
 
 use load::{PhaseResult, Target};
+
+// The same allocator as the gateway's binary, so that the actix floor (this
+// binary, started again) differs from the gateway only in the gateway's work.
+// The client and the mock use it too.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,15 +79,35 @@ const SCENARIOS: &[Scenario] = &[
 ];
 
 /// What one scenario measured, per target.
+#[derive(Default)]
 pub struct Measured {
     pub direct: PhaseResult,
     pub gateway: PhaseResult,
-    pub nginx: Option<PhaseResult>,
     /// Gateway CPU (user and system) spent in its phases.
     pub gateway_cpu: procfs::Cpu,
-    pub nginx_cpu: Option<procfs::Cpu>,
+    /// The reference proxies, in the order of [`Reference`]s.
+    pub references: Vec<ReferenceRun>,
     /// False for a scenario left out by `BENCH_ONLY` (or the smoke test).
     pub ran: bool,
+}
+
+/// A proxy measured beside the gateway for comparison: nginx (when
+/// installed) and the actix floor (`floor.rs`).
+struct Reference {
+    /// Key in the JSON report.
+    key: &'static str,
+    /// Row name in the Markdown report.
+    label: &'static str,
+    addr: SocketAddr,
+    pid: u32,
+}
+
+/// One reference proxy's phases in one scenario.
+pub struct ReferenceRun {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub phase: PhaseResult,
+    pub cpu: procfs::Cpu,
 }
 
 struct Proc(Child);
@@ -146,6 +174,7 @@ fn body(s: &Scenario) -> String {
 }
 
 fn main() {
+    floor::serve_if_child();
     // `cargo bench` passes `--bench`; `cargo test --all-targets` (CI) runs
     // this binary without it: then it is a smoke test of the benchmark
     // itself (two short scenarios, debug build), not a measurement.
@@ -180,6 +209,26 @@ fn main() {
     let (gateway, gateway_addr) = start_gateway(&data);
     let gw_pid = gateway.0.id();
     let nginx = procfs::Nginx::start(mock_port);
+    // BENCH_FLOOR=0 leaves the actix floor out.
+    let floor = (std::env::var("BENCH_FLOOR").as_deref() != Ok("0"))
+        .then(|| floor::Floor::start(mock_addr));
+    let mut references = Vec::new();
+    if let Some(n) = &nginx {
+        references.push(Reference {
+            key: "nginx",
+            label: "nginx",
+            addr: n.addr,
+            pid: n.pid(),
+        });
+    }
+    if let Some(f) = &floor {
+        references.push(Reference {
+            key: "actix_floor",
+            label: "actix floor",
+            addr: f.addr,
+            pid: f.pid(),
+        });
+    }
     let rss_start = procfs::rss_kib(gw_pid, "VmRSS");
 
     let direct = Target {
@@ -229,14 +278,7 @@ fn main() {
     let mut results = Vec::new();
     for (i, s) in SCENARIOS.iter().enumerate() {
         if !only.is_empty() && !only.contains(&(i + 1)) {
-            results.push(Measured {
-                direct: PhaseResult::default(),
-                gateway: PhaseResult::default(),
-                nginx: None,
-                gateway_cpu: procfs::Cpu::default(),
-                nginx_cpu: None,
-                ran: false,
-            });
+            results.push(Measured::default());
             continue;
         }
         eprintln!(
@@ -245,12 +287,17 @@ fn main() {
             phase.as_secs()
         );
         let mut m = Measured {
-            direct: PhaseResult::default(),
-            gateway: PhaseResult::default(),
-            nginx: None,
-            gateway_cpu: procfs::Cpu::default(),
-            nginx_cpu: None,
             ran: true,
+            references: references
+                .iter()
+                .map(|r| ReferenceRun {
+                    key: r.key,
+                    label: r.label,
+                    phase: PhaseResult::default(),
+                    cpu: procfs::Cpu::default(),
+                })
+                .collect(),
+            ..Measured::default()
         };
         for _round in 0..2 {
             merge(
@@ -263,17 +310,16 @@ fn main() {
                 load::run(through.clone(), body(s), s.concurrency, phase, spread(s)),
             );
             m.gateway_cpu += procfs::cpu(gw_pid).since(before);
-            if let Some(n) = &nginx {
-                let before = procfs::cpu(n.pid());
+            for (r, run) in references.iter().zip(&mut m.references) {
+                let before = procfs::cpu(r.pid);
                 let target = Target {
-                    addr: n.addr,
+                    addr: r.addr,
                     path: "/v1/chat/completions".into(),
                     bearer: None,
                 };
-                let r = load::run(target, body(s), s.concurrency, phase, spread(s));
-                *m.nginx_cpu.get_or_insert_with(procfs::Cpu::default) +=
-                    procfs::cpu(n.pid()).since(before);
-                merge(m.nginx.get_or_insert_with(PhaseResult::default), r);
+                let phase = load::run(target, body(s), s.concurrency, phase, spread(s));
+                run.cpu += procfs::cpu(r.pid).since(before);
+                merge(&mut run.phase, phase);
             }
         }
         results.push(m);
@@ -281,6 +327,7 @@ fn main() {
     let peak_rss = procfs::rss_kib(gw_pid, "VmHWM");
     drop(gateway);
     drop(nginx);
+    drop(floor);
     let _ = std::fs::remove_dir_all(&data);
 
     let machine = procfs::machine();
@@ -301,6 +348,14 @@ fn main() {
             );
             assert_eq!(m.gateway.errors, 0, "{name}: gateway errors");
             assert_eq!(m.direct.errors, 0, "{name}: direct errors");
+            for r in &m.references {
+                assert!(
+                    r.phase.requests > 0,
+                    "{name}: nothing measured by {}",
+                    r.label
+                );
+                assert_eq!(r.phase.errors, 0, "{name}: {} errors", r.label);
+            }
         }
         // A target whose scenario was left out is reported as not run, never
         // as met on an empty measurement.

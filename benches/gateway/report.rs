@@ -195,8 +195,8 @@ pub fn markdown(
             Some(m.gateway_cpu),
             s.stream,
         );
-        if let Some(n) = &m.nginx {
-            row(&mut out, "nginx", n, m.nginx_cpu, s.stream);
+        for r in &m.references {
+            row(&mut out, r.label, &r.phase, Some(r.cpu), s.stream);
         }
         let added = |p: f64| {
             (percentile(&m.gateway.latencies, p) - percentile(&m.direct.latencies, p)) / 1000.0
@@ -297,7 +297,7 @@ pub fn json(
         .iter()
         .zip(results)
         .map(|(s, m)| {
-            json!({
+            let mut run = json!({
                 "scenario": s.name,
                 "ran": m.ran,
                 "concurrency": s.concurrency,
@@ -305,8 +305,11 @@ pub fn json(
                 "stream": s.stream,
                 "direct": phase_json(&m.direct, None),
                 "gateway": phase_json(&m.gateway, Some(m.gateway_cpu)),
-                "nginx": m.nginx.as_ref().map(|n| phase_json(n, m.nginx_cpu)),
-            })
+            });
+            for r in &m.references {
+                run[r.key] = phase_json(&r.phase, Some(r.cpu));
+            }
+            run
         })
         .collect();
     let targets: Vec<Value> = checks(results, peak_rss_kib)

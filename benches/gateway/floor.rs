@@ -1,0 +1,124 @@
+//! The actix floor: the least an actix-web server relaying through awc can
+//! cost, as a reference beside nginx. It runs in a child process of the
+//! benchmark binary (the binary started again with `BENCH_FLOOR_UPSTREAM`
+//! set), so its CPU time is counted apart from the client's and the mock's.
+//!
+//! It does what any relay must and nothing the gateway adds: no auth, no
+//! JSON parsing or rewriting, no actor, no signing, no usage probe, no
+//! access log. The request body goes to the mock as received, the reply
+//! comes back as a stream of the mock's chunks. Same HTTP worker count
+//! (`IFLOW_WORKERS`, default the cores) and the same awc connector settings
+//! as the gateway's upstream client (`src/http/client.rs`), so the
+//! difference between the two is the gateway's own work.
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const UPSTREAM_ENV: &str = "BENCH_FLOOR_UPSTREAM";
+
+/// In the child process: serves until killed, and never returns. In the
+/// benchmark itself: returns at once.
+pub fn serve_if_child() {
+    let Ok(upstream) = std::env::var(UPSTREAM_ENV) else {
+        return;
+    };
+    let upstream: SocketAddr = upstream.parse().expect("floor upstream address");
+    let workers = std::env::var("IFLOW_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let result = actix_web::rt::System::new().block_on(async move {
+        let server = HttpServer::new(move || {
+            let connector = awc::Connector::new()
+                .timeout(Duration::from_secs(10))
+                .conn_keep_alive(Duration::from_secs(60))
+                .limit(0);
+            let client = awc::ClientBuilder::new()
+                .no_default_headers()
+                .disable_redirects()
+                .timeout(Duration::from_secs(60))
+                .connector(connector)
+                .finish();
+            App::new()
+                .app_data(web::Data::new(client))
+                .app_data(web::Data::new(format!("http://{upstream}")))
+                .default_service(web::to(relay))
+        })
+        .workers(workers)
+        // As the gateway: small stream writes leave at once (no Nagle).
+        .tcp_nodelay(true)
+        .bind(("127.0.0.1", 0))?;
+        let addr = server.addrs()[0];
+        let mut out = std::io::stdout();
+        writeln!(out, "{addr}")?;
+        out.flush()?;
+        server.run().await
+    });
+    result.expect("floor proxy");
+    std::process::exit(0);
+}
+
+async fn relay(
+    req: HttpRequest,
+    body: web::Bytes,
+    client: web::Data<awc::Client>,
+    base: web::Data<String>,
+) -> HttpResponse {
+    let mut upstream = client.post(format!("{}{}", base.get_ref(), req.path()));
+    if let Some(v) = req.headers().get("content-type") {
+        upstream = upstream.insert_header(("content-type", v.clone()));
+    }
+    match upstream.send_body(body).await {
+        Ok(reply) => {
+            let mut out = HttpResponse::build(reply.status());
+            if let Some(v) = reply.headers().get("content-type") {
+                out.insert_header(("content-type", v.clone()));
+            }
+            out.streaming(reply)
+        }
+        Err(e) => HttpResponse::BadGateway().body(e.to_string()),
+    }
+}
+
+/// The floor proxy's process, in front of the mock.
+pub struct Floor {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Floor {
+    pub fn start(mock: SocketAddr) -> Self {
+        let mut child = Command::new(std::env::current_exe().expect("benchmark binary"))
+            .env(UPSTREAM_ENV, mock.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the floor proxy");
+        let stdout = child.stdout.take().expect("floor stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("floor proxy address");
+        let addr = line.trim().parse().expect("floor proxy address");
+        Self { child, addr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
