@@ -253,6 +253,55 @@ fn an_openai_accounts_400_context_overflow_is_context_length_exceeded_and_prompt
 }
 
 #[test]
+fn an_openai_accounts_error_code_wins_over_the_status() {
+    // OpenAI-compatible servers send a dead key or a rate limit as a 400 or
+    // a 5xx with the code in the body; the code is what the account's
+    // health and the client's retry act on.
+    let cases = [
+        (
+            "400:invalid_api_key",
+            401,
+            "authentication_error",
+            "upstream_key_invalid",
+        ),
+        (
+            "403:invalid_api_key",
+            401,
+            "authentication_error",
+            "upstream_key_invalid",
+        ),
+        (
+            "400:rate_limit_exceeded",
+            429,
+            "rate_limit_error",
+            "upstream_rate_limited",
+        ),
+        (
+            "503:rate_limit_exceeded",
+            429,
+            "rate_limit_error",
+            "upstream_rate_limited",
+        ),
+        (
+            "400:something_else",
+            400,
+            "invalid_request_error",
+            "upstream_bad_request",
+        ),
+    ];
+    for (arg, status, kind, code) in cases {
+        // A fresh account each time: a dead key is not used again.
+        let s = setup_kind("openai", &[]);
+        let resp = chat(
+            s.gw.addr,
+            &s.account,
+            &user_body("gpt-4o", &format!("scenario:openai_coded:{arg}")),
+        );
+        assert_error(&resp, status, kind, code);
+    }
+}
+
+#[test]
 fn never_answering_upstream_times_out_with_504() {
     let s = setup(&[("IFLOW_UPSTREAM_TIMEOUT", "1s")]);
     let started = Instant::now();

@@ -17,7 +17,23 @@ pub fn rewrite_body(body: &mut Map<String, Value>, stream: bool) {
     }
 }
 
+/// A 2xx reply whose body holds an `error`.
 pub fn classify_body(body: &Value) -> Option<UpstreamFault> {
+    let (message, coded) = read_error(body)?;
+    Some(match coded {
+        Some(fault) => fault,
+        None if names_overflow(&message) => UpstreamFault::ContextTooLong(message),
+        None => UpstreamFault::ServerError {
+            status: 200,
+            message,
+        },
+    })
+}
+
+/// The `error` object's message, and what its code (or type) means when it
+/// is one OpenAI-compatible servers use for a dead key, a rate limit or a
+/// context overflow.
+fn read_error(body: &Value) -> Option<(String, Option<UpstreamFault>)> {
     let error = body.get("error").filter(|e| !e.is_null())?;
     let message = error
         .get("message")
@@ -25,44 +41,49 @@ pub fn classify_body(body: &Value) -> Option<UpstreamFault> {
         .or_else(|| error.as_str())
         .unwrap_or("unknown error")
         .to_string();
-    let code = error
-        .get("code")
-        .or_else(|| error.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    Some(match code {
-        "rate_limit_exceeded" | "rate_limit_error" => UpstreamFault::RateLimited {
-            message,
+    let field = |name: &str| error.get(name).and_then(Value::as_str).unwrap_or_default();
+    let fault = |code: &str| match code {
+        "rate_limit_exceeded" | "rate_limit_error" => Some(UpstreamFault::RateLimited {
+            message: message.clone(),
             retry_after: None,
-        },
-        "invalid_api_key" | "authentication_error" => UpstreamFault::KeyInvalid(message),
-        "context_length_exceeded" => UpstreamFault::ContextTooLong(message),
-        _ if names_overflow(&message) => UpstreamFault::ContextTooLong(message),
-        _ => UpstreamFault::ServerError {
-            status: 200,
-            message,
-        },
-    })
+        }),
+        "invalid_api_key" | "authentication_error" => {
+            Some(UpstreamFault::KeyInvalid(message.clone()))
+        }
+        "context_length_exceeded" => Some(UpstreamFault::ContextTooLong(message.clone())),
+        _ => None,
+    };
+    // OpenAI puts the precise word in `code` and the class in `type`
+    // (`invalid_request_error` for most): either may carry it.
+    let coded = fault(field("code")).or_else(|| fault(field("type")));
+    Some((message, coded))
 }
 
-/// Maps a non-2xx reply by its status, like the iFlow profile, except that
-/// a request too long for the model is recognised by its body: OpenAI's
-/// `context_length_exceeded` code, or the wording vLLM, llama.cpp and others
-/// put in a plain 400. Clients act on that code (Claude Code compacts its
-/// conversation on "prompt is too long").
+/// Maps a non-2xx reply. A code in the body that says what happened (a dead
+/// key, a rate limit, a context overflow) wins over the status, as for iFlow
+/// accounts; otherwise the status decides, like the iFlow profile, except
+/// that a 4xx whose message says the request is too long for the model (the
+/// wording vLLM, llama.cpp and others put in a plain 400) is a context
+/// overflow. Clients act on that (Claude Code compacts its conversation on
+/// "prompt is too long").
 pub fn classify_status(status: u16, retry_after: Option<String>, body: &[u8]) -> UpstreamFault {
+    let coded = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|b| read_error(&b))
+        .and_then(|(_, coded)| coded);
+    match coded {
+        Some(UpstreamFault::RateLimited { message, .. }) => {
+            return UpstreamFault::RateLimited {
+                message,
+                retry_after,
+            };
+        }
+        Some(fault) => return fault,
+        None => {}
+    }
     match super::iflow::errors::classify_status(status, retry_after, body) {
-        UpstreamFault::BadRequest { status, message } => {
-            // The body's own code (as a 2xx error body is read), else the
-            // message the status mapping found, vLLM's top-level one included.
-            let coded = serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|b| classify_body(&b));
-            if matches!(coded, Some(UpstreamFault::ContextTooLong(_))) || names_overflow(&message) {
-                UpstreamFault::ContextTooLong(message)
-            } else {
-                UpstreamFault::BadRequest { status, message }
-            }
+        UpstreamFault::BadRequest { message, .. } if names_overflow(&message) => {
+            UpstreamFault::ContextTooLong(message)
         }
         other => other,
     }
@@ -127,6 +148,45 @@ mod tests {
         assert!(matches!(
             status(500, &broken),
             UpstreamFault::ServerError { status: 500, .. }
+        ));
+    }
+
+    #[test]
+    fn a_code_in_the_body_wins_over_the_status() {
+        let dead = json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}});
+        let anthropic_style =
+            json!({"error": {"message": "invalid x-api-key", "type": "authentication_error"}});
+        for (code, body) in [
+            (400, &dead),
+            (401, &dead),
+            (401, &anthropic_style),
+            (403, &anthropic_style),
+        ] {
+            assert!(
+                matches!(status(code, body), UpstreamFault::KeyInvalid(_)),
+                "{code} {body}"
+            );
+        }
+        let limited = json!({"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}});
+        for code in [400, 500, 503] {
+            assert!(
+                matches!(
+                    classify_status(code, Some("4".into()), limited.to_string().as_bytes()),
+                    UpstreamFault::RateLimited { retry_after: Some(r), .. } if r == "4"
+                ),
+                "{code}"
+            );
+        }
+        // iFlow's own codes still count for an openai account.
+        assert!(matches!(
+            status(400, &json!({"status": "434", "msg": "invalid apiKey"})),
+            UpstreamFault::KeyInvalid(_)
+        ));
+        // No code: the status decides.
+        let plain_401 = json!({"error": {"message": "no", "type": "invalid_request_error"}});
+        assert!(matches!(
+            status(401, &plain_401),
+            UpstreamFault::AuthRejected { status: 401, .. }
         ));
     }
 

@@ -136,6 +136,18 @@ pub(super) fn respond(
                 b.to_string().as_bytes(),
             )
         }
+        "openai_coded" => {
+            // `openai_coded:STATUS:CODE`: an OpenAI-style error whose `code`
+            // says what happened, whatever the status.
+            let (status, code) = arg.split_once(':').unwrap_or(("400", arg));
+            let b = json!({"error": {
+                "message": format!("mock {code}"),
+                "type": "invalid_request_error",
+                "code": code
+            }});
+            let status = status.parse().unwrap_or(400);
+            reply(s, status, "application/json", &[], b.to_string().as_bytes())
+        }
         "openai_overflow" => {
             // How OpenAI itself refuses a request longer than the model takes.
             let b = json!({"error": {
