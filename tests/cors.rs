@@ -103,6 +103,11 @@ fn another_origin_is_refused_at_preflight_and_gets_no_cors_headers() {
         resp.text()
     );
     assert!(resp.header("access-control-allow-origin").is_none());
+    // A cache in front must not hand this refusal to an allowed origin.
+    assert_eq!(
+        resp.header("vary"),
+        Some("Origin, Access-Control-Request-Headers")
+    );
     let anthropic = preflight(s.gw.addr, "/v1/messages", OTHER);
     assert_eq!(anthropic.status, 403);
     assert_eq!(anthropic.json()["type"], "error", "{}", anthropic.text());

@@ -56,7 +56,14 @@ pub async fn cors<B: MessageBody>(
                 }
                 answer.finish()
             }
-            false => refused(&req, origin),
+            false => {
+                let mut answer = refused(&req, origin);
+                answer.headers_mut().insert(
+                    header::VARY,
+                    HeaderValue::from_static("Origin, Access-Control-Request-Headers"),
+                );
+                answer
+            }
         };
         return Ok(req.into_response(response).map_into_right_body());
     }
