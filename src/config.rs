@@ -232,7 +232,10 @@ pub fn duration(s: &str) -> Result<Duration, String> {
         return Err("must be longer than 0".into());
     }
     // Durations end up added to clocks; keep them far from any overflow.
-    if d > Duration::from_secs(10 * 365 * 24 * 3600) {
+    // A year as the parser counts it (`1y` is 365.25 days), so `10y` itself
+    // is allowed.
+    const TEN_YEARS: Duration = Duration::from_secs(10 * 31_557_600);
+    if d > TEN_YEARS {
         return Err("must be at most 10 years".into());
     }
     Ok(d)
@@ -436,6 +439,12 @@ mod tests {
         assert_eq!(duration("45"), Ok(Duration::from_secs(45)));
         assert!(duration("soon").is_err());
         assert!(duration("0s").is_err());
+        // The documented ceiling is itself allowed, in any unit.
+        for ten_years in ["10y", "3652d", "87600h"] {
+            assert!(duration(ten_years).is_ok(), "{ten_years}");
+        }
+        assert!(duration("11y").is_err());
+        assert!(duration("3653d").is_err());
         assert_eq!(byte_size("32MiB"), Ok(32 << 20));
         assert_eq!(byte_size("1000"), Ok(1000));
         assert!(byte_size("0").is_err());
