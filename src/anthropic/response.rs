@@ -40,7 +40,11 @@ pub fn message(reply: &Value, echo: &Echo) -> Value {
                 .unwrap_or("{}");
             content.push(json!({
                 "type": "tool_use",
-                "id": call.get("id").and_then(Value::as_str).map_or_else(|| new_id("toolu_"), str::to_string),
+                "id": call
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .filter(|id| !id.is_empty())
+                    .map_or_else(|| new_id("toolu_"), str::to_string),
                 "name": function.get("name").and_then(Value::as_str).unwrap_or_default(),
                 "input": tool_input(arguments),
             }));
@@ -195,6 +199,23 @@ mod tests {
             json!({ "_raw_arguments": "not json" })
         );
         assert_eq!(tool_input(""), json!({}));
+    }
+
+    #[test]
+    fn a_tool_call_without_a_usable_id_gets_one() {
+        // Claude Code answers each tool_use by its id: an empty one would
+        // leave the result with nothing to point at.
+        for id in [json!(""), json!(null), json!(7)] {
+            let reply = json!({ "choices": [{ "message": { "tool_calls": [
+                { "id": id, "type": "function", "function": { "name": "ls", "arguments": "{}" } }
+            ] }, "finish_reason": "tool_calls" }] });
+            let block = &message(&reply, &Echo::model("m"))["content"][0];
+            let given = block["id"].as_str().unwrap_or_default();
+            assert!(
+                given.starts_with("toolu_") && given.len() == "toolu_".len() + 24,
+                "{id}: {block}"
+            );
+        }
     }
 
     #[test]
