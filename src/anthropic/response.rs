@@ -32,19 +32,23 @@ pub fn message(reply: &Value, echo: &Echo) -> Value {
         content.push(json!({ "type": "text", "text": text }));
     }
     if let Some(Value::Array(calls)) = msg.get("tool_calls") {
+        let mut ids: Vec<&str> = Vec::with_capacity(calls.len());
         for call in calls {
             let function = call.get("function").cloned().unwrap_or(Value::Null);
             let arguments = function
                 .get("arguments")
                 .and_then(Value::as_str)
                 .unwrap_or("{}");
+            // Clients answer a call by its id: a missing, empty or repeated
+            // one gets a fresh id.
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty() && !ids.contains(id));
+            ids.extend(id);
             content.push(json!({
                 "type": "tool_use",
-                "id": call
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .filter(|id| !id.is_empty())
-                    .map_or_else(|| new_id("toolu_"), str::to_string),
+                "id": id.map_or_else(|| new_id("toolu_"), str::to_string),
                 "name": function.get("name").and_then(Value::as_str).unwrap_or_default(),
                 "input": tool_input(arguments),
             }));
@@ -199,6 +203,25 @@ mod tests {
             json!({ "_raw_arguments": "not json" })
         );
         assert_eq!(tool_input(""), json!({}));
+    }
+
+    #[test]
+    fn repeated_tool_call_ids_are_made_unique() {
+        let call = |id: &str, path: &str| {
+            json!({ "id": id, "type": "function",
+            "function": { "name": "read", "arguments": format!("{{\"path\":\"{path}\"}}") } })
+        };
+        let reply = json!({ "choices": [{ "message": { "tool_calls": [
+            call("call_0", "a"), call("call_0", "b"), call("call_1", "c")
+        ] }, "finish_reason": "tool_calls" }] });
+        let content = message(&reply, &Echo::model("m"))["content"].clone();
+        let ids: Vec<&str> = (0..3)
+            .map(|i| content[i]["id"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(ids[0], "call_0");
+        assert!(ids[1].starts_with("toolu_"), "{ids:?}");
+        assert_eq!(ids[2], "call_1");
+        assert_eq!(content[1]["input"], json!({"path": "b"}));
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub struct MessageStream {
     /// The arguments so far of the tool call whose block is open.
     live_args: String,
     next_index: usize,
-    /// Tool calls seen: (OpenAI call index, where it goes, call id).
+    /// Tool calls seen: (OpenAI call index, where it goes, the upstream's
+    /// call id or, when it sent none, the one made up for it).
     tools: Vec<(u64, Slot, String)>,
     deferred: Vec<Deferred>,
     finish: Option<String>,
@@ -251,7 +252,12 @@ impl EventShaper for MessageStream {
             SseItem::Done => return self.finish_message(out),
             SseItem::Data(payload) => payload,
         };
-        let Ok(chunk) = serde_json::from_slice::<Value>(&payload) else {
+        let Some(chunk) = crate::openai::sse::parse_event(&payload) else {
+            // As the official client does with a line it cannot parse.
+            log::warn!(
+                "account {account}: skipped a stream event that is not JSON ({} bytes)",
+                payload.len()
+            );
             return;
         };
         if chunk.get("choices").is_none()

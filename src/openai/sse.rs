@@ -134,12 +134,69 @@ impl SseDecoder {
         // JSON is written anew without its line breaks. Data that is not
         // JSON is dropped, as the official client drops a line it cannot
         // parse.
-        let value = serde_json::from_slice::<serde_json::Value>(&joined).ok()?;
+        let value = parse_event(&joined)?;
         Some(SseItem::Data(Bytes::from(crate::json::to_vec(
             &value,
             joined.len(),
         ))))
     }
+}
+
+/// The JSON of an event's data. Some upstreams cut a character outside the
+/// Basic Multilingual Plane (an emoji) between two events, each holding half
+/// of its UTF-16 surrogate pair as a `\u` escape; serde_json refuses such a
+/// lone half, which would lose the whole event. Each lone half becomes
+/// U+FFFD (the replacement character) instead, so the rest of the event's
+/// text arrives. `None` when the data is not JSON even so.
+pub fn parse_event(payload: &[u8]) -> Option<serde_json::Value> {
+    match serde_json::from_slice(payload) {
+        Ok(value) => Some(value),
+        Err(_) if memchr::memmem::find(payload, b"\\u").is_some() => {
+            serde_json::from_slice(&replace_lone_surrogates(payload)).ok()
+        }
+        Err(_) => None,
+    }
+}
+
+/// `payload` with every `\uD800`–`\uDFFF` escape that is not half of a
+/// high-then-low pair written as `\ufffd`.
+fn replace_lone_surrogates(payload: &[u8]) -> Vec<u8> {
+    let unit = |at: usize| -> Option<u16> {
+        let hex = payload.get(at..at + 6)?;
+        if &hex[..2] != b"\\u" {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()
+    };
+    let high = |u: u16| (0xD800..0xDC00).contains(&u);
+    let low = |u: u16| (0xDC00..0xE000).contains(&u);
+    let mut out = Vec::with_capacity(payload.len());
+    let mut i = 0;
+    while i < payload.len() {
+        if payload[i] != b'\\' {
+            out.push(payload[i]);
+            i += 1;
+            continue;
+        }
+        match unit(i) {
+            Some(u) if high(u) && unit(i + 6).is_some_and(low) => {
+                out.extend_from_slice(&payload[i..i + 12]);
+                i += 12;
+            }
+            Some(u) if high(u) || low(u) => {
+                out.extend_from_slice(b"\\ufffd");
+                i += 6;
+            }
+            // Any other escape (`\\` included): the backslash and the
+            // byte after it, copied as they are.
+            _ => {
+                let end = (i + 2).min(payload.len());
+                out.extend_from_slice(&payload[i..end]);
+                i = end;
+            }
+        }
+    }
+    out
 }
 
 fn trim(b: Bytes) -> Bytes {
@@ -179,6 +236,28 @@ mod tests {
                 SseItem::Done
             ]
         );
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_become_replacement_characters() {
+        let parsed = |s: &str| parse_event(s.as_bytes());
+        // Half an emoji in each of two events: both events still arrive.
+        assert_eq!(
+            parsed(r#"{"t":"x\ud83d"}"#),
+            Some(serde_json::json!({"t": "x\u{fffd}"}))
+        );
+        assert_eq!(
+            parsed(r#"{"t":"\ude00y"}"#),
+            Some(serde_json::json!({"t": "\u{fffd}y"}))
+        );
+        // A whole pair, an escaped backslash before `u`, and other escapes
+        // are left alone.
+        assert_eq!(
+            parsed(r#"{"t":"\ud83d\ude00 \\ud83d \n \u00e9","u":"\udc00\ud83d"}"#),
+            Some(serde_json::json!({"t": "😀 \\ud83d \n é", "u": "\u{fffd}\u{fffd}"}))
+        );
+        assert_eq!(parsed("not json"), None);
+        assert_eq!(parsed(r#"{"t":"\ud83d"#), None, "still broken JSON");
     }
 
     #[test]

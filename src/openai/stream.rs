@@ -133,8 +133,12 @@ impl EventShaper for StreamShaper {
             self.emit(&payload, out);
             return;
         }
-        let Ok(mut chunk) = serde_json::from_slice::<Value>(&payload) else {
+        let Some(mut chunk) = super::sse::parse_event(&payload) else {
             // Not JSON: the official client would skip it; so do we.
+            log::warn!(
+                "account {account}: skipped a stream event that is not JSON ({} bytes)",
+                payload.len()
+            );
             return;
         };
         if !has_choices && let Some(fault) = self.profile.classify_body(&chunk) {

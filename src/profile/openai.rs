@@ -17,9 +17,13 @@ pub fn rewrite_body(body: &mut Map<String, Value>, stream: bool) {
     }
 }
 
-/// A 2xx reply whose body holds an `error`.
+/// A 2xx reply (or stream event) that is an error: one with an `error`,
+/// or, as for iFlow accounts, one with iFlow's `status` or `error_code`
+/// (some OpenAI-compatible front ends of iFlow's models send those).
 pub fn classify_body(body: &Value) -> Option<UpstreamFault> {
-    let (message, coded) = read_error(body)?;
+    let Some((message, coded)) = read_error(body) else {
+        return super::iflow::errors::classify_body(body);
+    };
     Some(match coded {
         Some(fault) => fault,
         None if names_overflow(&message) => UpstreamFault::ContextTooLong(message),
@@ -188,6 +192,16 @@ mod tests {
             status(401, &plain_401),
             UpstreamFault::AuthRejected { status: 401, .. }
         ));
+    }
+
+    #[test]
+    fn iflow_codes_in_a_2xx_body_or_stream_event_count_too() {
+        let busy = json!({"status": "449", "msg": "too many requests at once"});
+        assert!(matches!(
+            classify_body(&busy),
+            Some(UpstreamFault::ConcurrencyLimit(_))
+        ));
+        assert_eq!(classify_body(&json!({"id": "x", "choices": []})), None);
     }
 
     #[test]

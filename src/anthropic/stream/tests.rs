@@ -651,3 +651,99 @@ fn eof_without_done_still_closes_the_message() {
     assert_eq!(names(&e).last(), Some(&"message_stop"));
     assert_eq!(e[e.len() - 2].1["delta"]["stop_reason"], "end_turn");
 }
+
+/// Providers that send no id at all and every call at index 0: a new name
+/// after whole arguments is a new call, not more arguments for the last.
+#[test]
+fn a_new_name_after_whole_arguments_starts_a_new_call() {
+    let e = events(vec![
+        tool_call(0, None, Some("read"), "{\"path\": \"x\"}"),
+        tool_call(0, None, Some("read"), "{\"path\": \"y\"}"),
+        finish("tool_calls"),
+        SseItem::Done,
+    ]);
+    assert_well_formed(&e);
+    assert_eq!(
+        tool_inputs(&e),
+        [
+            ("read".to_string(), json!({ "path": "x" })),
+            ("read".to_string(), json!({ "path": "y" })),
+        ]
+    );
+    // A name repeated on every fragment of one call does not split it.
+    let e = events(vec![
+        tool_call(0, None, Some("read"), "{\"path\":"),
+        tool_call(0, None, Some("read"), " \"x\"}"),
+        finish("tool_calls"),
+        SseItem::Done,
+    ]);
+    assert_eq!(
+        tool_inputs(&e),
+        [("read".to_string(), json!({ "path": "x" }))]
+    );
+}
+
+#[test]
+fn two_calls_with_one_id_get_two_ids() {
+    let e = events(vec![
+        tool_call(0, Some("call_0"), Some("read"), "{\"path\": \"x\"}"),
+        tool_call(1, Some("call_0"), Some("read"), "{\"path\":"),
+        tool_call(1, Some("call_0"), None, " \"y\"}"),
+        finish("tool_calls"),
+        SseItem::Done,
+    ]);
+    assert_well_formed(&e);
+    let ids: Vec<&str> = e
+        .iter()
+        .filter(|(_, d)| d["content_block"]["type"] == "tool_use")
+        .map(|(_, d)| d["content_block"]["id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(ids.len(), 2, "{e:?}");
+    assert_eq!(ids[0], "call_0");
+    assert!(ids[1].starts_with("toolu_"), "{ids:?}");
+    assert_eq!(
+        tool_inputs(&e),
+        [
+            ("read".to_string(), json!({ "path": "x" })),
+            ("read".to_string(), json!({ "path": "y" })),
+        ]
+    );
+}
+
+#[test]
+fn iflow_error_payload_in_an_openai_accounts_stream() {
+    let mut s = MessageStream::new(Profile::OpenAi, Echo::model("m"));
+    let mut out = BytesMut::new();
+    s.on_item(delta(json!({ "content": "partial" })), &mut out, "acc");
+    s.on_item(
+        data(json!({ "status": "449", "msg": "too many requests at once" })),
+        &mut out,
+        "acc",
+    );
+    s.on_eof(&mut out);
+    let e = parse(&out);
+    assert_eq!(names(&e).last(), Some(&"error"), "{e:?}");
+    assert_eq!(
+        e.last().map(|x| &x.1["error"]["type"]),
+        Some(&json!("rate_limit_error"))
+    );
+}
+
+#[test]
+fn half_an_emoji_in_each_of_two_events_loses_no_text() {
+    let e = events(vec![
+        SseItem::Data(Bytes::from_static(
+            br#"{"choices":[{"index":0,"delta":{"content":"x\ud83d"}}]}"#,
+        )),
+        SseItem::Data(Bytes::from_static(
+            br#"{"choices":[{"index":0,"delta":{"content":"\ude00y"}}]}"#,
+        )),
+        finish("stop"),
+        SseItem::Done,
+    ]);
+    let text: String = e
+        .iter()
+        .filter_map(|(_, d)| d["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, "x\u{fffd}\u{fffd}y");
+}

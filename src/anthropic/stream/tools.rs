@@ -65,18 +65,26 @@ impl MessageStream {
             .rev()
             .find(|(t, _, _)| *t == n)
             .map(|(_, slot, known_id)| (*slot, known_id.as_str()));
+        let name = function
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         // A fragment without an id (or repeating its call's id) continues
         // that call; a new id starts a new block even at the same index, as
-        // providers that omit `index` send every call as index 0.
+        // providers that omit `index` send every call as index 0. So does a
+        // new name without an id once the call's arguments are whole (such
+        // providers may send no id at all).
         let slot = match (known, id) {
-            (Some((slot, _)), None) => slot,
+            (Some((slot, _)), None) if name.is_empty() || !self.call_is_whole(slot) => slot,
             (Some((slot, known_id)), Some(id)) if known_id == id => slot,
             _ => {
-                let id = id.map_or_else(|| new_id("toolu_"), str::to_string);
-                let name = function
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let key = id.map_or_else(|| new_id("toolu_"), str::to_string);
+                // Clients answer a tool call by its id: two calls of one
+                // message must not share one, whatever the upstream sent.
+                let id = match self.tools.iter().any(|(_, _, k)| *k == key) {
+                    true => new_id("toolu_"),
+                    false => key.clone(),
+                };
                 let start = json!({ "type": "tool_use", "id": id, "name": name, "input": {} });
                 let slot = if self.must_defer(out) {
                     self.deferred.push(Deferred {
@@ -91,7 +99,7 @@ impl MessageStream {
                     self.live_args.clear();
                     Slot::Live(self.ensure(Block::Tool(block), start, out))
                 };
-                self.tools.push((n, slot, id));
+                self.tools.push((n, slot, key));
                 slot
             }
         };
@@ -127,6 +135,18 @@ impl MessageStream {
                 }
             }
             Slot::Deferred(k) => self.deferred[k].body.push_str(args),
+        }
+    }
+
+    /// Whether the call in `slot` has one whole JSON object of arguments
+    /// (a stopped live block always had).
+    fn call_is_whole(&self, slot: Slot) -> bool {
+        match slot {
+            Slot::Live(index) if self.open.is_some_and(|(open, _)| open == index) => {
+                arguments_complete(&self.live_args)
+            }
+            Slot::Live(_) => true,
+            Slot::Deferred(k) => arguments_complete(&self.deferred[k].body),
         }
     }
 
