@@ -193,6 +193,15 @@ fn check_types(req: &Map<String, Value>, messages: &[Value]) -> Result<(), Gatew
             return Err(GatewayError::invalid(format!("`{key}` must be a number")));
         }
     }
+    if req
+        .get("max_tokens")
+        .is_some_and(|v| v.is_number() && v.as_u64().is_none_or(|n| n == 0))
+    {
+        return Err(GatewayError::invalid(
+            "`max_tokens` must be a whole number of at least 1",
+        ));
+    }
+    check_settings(req)?;
     for (i, message) in messages.iter().enumerate() {
         if !message.is_object() {
             return Err(GatewayError::invalid(format!(
@@ -208,6 +217,9 @@ fn check_types(req: &Map<String, Value>, messages: &[Value]) -> Result<(), Gatew
                         "`messages[{i}].content[{j}]` must be a content block (an object with a string `type`)"
                     )));
                 }
+                for (j, block) in blocks.iter().enumerate() {
+                    check_block(block, &format!("messages[{i}].content[{j}]"))?;
+                }
             }
             _ => {
                 return Err(GatewayError::invalid(format!(
@@ -215,6 +227,92 @@ fn check_types(req: &Map<String, Value>, messages: &[Value]) -> Result<(), Gatew
                 )));
             }
         }
+    }
+    Ok(())
+}
+
+/// The fields a known content block must have, with their types.
+fn check_block(block: &Value, at: &str) -> Result<(), GatewayError> {
+    let wrong = |field: &str, what: &str| {
+        Err(GatewayError::invalid(format!(
+            "`{at}.{field}` must be {what}"
+        )))
+    };
+    let is = |field: &str, test: fn(&Value) -> bool| block.get(field).is_some_and(test);
+    match block.get("type").and_then(Value::as_str) {
+        Some("text") if !is("text", Value::is_string) => wrong("text", "a string"),
+        Some("tool_use") if !is("id", Value::is_string) => wrong("id", "a string"),
+        Some("tool_use") if !is("name", Value::is_string) => wrong("name", "a string"),
+        Some("tool_use") if block.get("input").is_some_and(|v| !v.is_object()) => {
+            wrong("input", "an object")
+        }
+        Some("tool_result") if !is("tool_use_id", Value::is_string) => {
+            wrong("tool_use_id", "a string")
+        }
+        Some("tool_result")
+            if block
+                .get("content")
+                .is_some_and(|c| !(c.is_null() || c.is_string() || c.is_array())) =>
+        {
+            wrong("content", "a string or an array of content blocks")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The request's settings other than the messages: each may be left out or
+/// `null`, but a value of another type is refused, as the Anthropic API does.
+fn check_settings(req: &Map<String, Value>) -> Result<(), GatewayError> {
+    let set = |key: &str| req.get(key).filter(|v| !v.is_null());
+    let invalid = |m: String| Err(GatewayError::invalid(m));
+    if let Some(stops) = set("stop_sequences")
+        && !stops
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_string))
+    {
+        return invalid("`stop_sequences` must be an array of strings".into());
+    }
+    if let Some(tools) = set("tools") {
+        let Some(tools) = tools.as_array() else {
+            return invalid("`tools` must be an array of tools".into());
+        };
+        for (i, tool) in tools.iter().enumerate() {
+            if !tool.get("name").is_some_and(Value::is_string) {
+                return invalid(format!("`tools[{i}].name` must be a string"));
+            }
+            if tool.get("input_schema").is_some_and(|s| !s.is_object()) {
+                return invalid(format!("`tools[{i}].input_schema` must be an object"));
+            }
+        }
+    }
+    if let Some(choice) = set("tool_choice") {
+        match choice.get("type").and_then(Value::as_str) {
+            Some("auto" | "any" | "none") => {}
+            Some("tool") if choice.get("name").is_some_and(Value::is_string) => {}
+            Some("tool") => return invalid("`tool_choice.name` must be a string".into()),
+            _ => {
+                return invalid(
+                    "`tool_choice` must be an object whose `type` is auto, any, tool or none"
+                        .into(),
+                );
+            }
+        }
+    }
+    if let Some(metadata) = set("metadata") {
+        if !metadata.is_object() {
+            return invalid("`metadata` must be an object".into());
+        }
+        if metadata
+            .get("user_id")
+            .is_some_and(|u| !(u.is_null() || u.is_string()))
+        {
+            return invalid("`metadata.user_id` must be a string".into());
+        }
+    }
+    if let Some(thinking) = set("thinking")
+        && !thinking.get("type").is_some_and(Value::is_string)
+    {
+        return invalid("`thinking` must be an object with a string `type`".into());
     }
     Ok(())
 }
@@ -459,9 +557,14 @@ fn apply_tool_choice(choice: &Value, body: &mut Map<String, Value>) {
     }
 }
 
+/// What `count_tokens` counts for an image: about what Anthropic charges
+/// for one of the largest size it takes without scaling (1.15 megapixels,
+/// at its documented width × height / 750). Its bytes say nothing useful.
+pub const IMAGE_TOKENS: u64 = 1_600;
+
 /// A rough token count for `count_tokens` (no tokenizer is available for
 /// the upstream models): about four ASCII characters per token, one per
-/// other character, plus a little per message.
+/// other character, plus a little per message; a fixed count per image.
 pub fn estimate_tokens(bytes: &[u8], models: &ModelMap) -> Result<u64, GatewayError> {
     let translated = translate(bytes, models)?;
     let mut tokens = 0u64;
@@ -470,15 +573,25 @@ pub fn estimate_tokens(bytes: &[u8], models: &ModelMap) -> Result<u64, GatewayEr
         let other = text.chars().filter(|c| !c.is_ascii()).count() as u64;
         tokens += ascii.div_ceil(4) + other;
     };
+    let mut images = 0u64;
     if let Some(Value::Array(messages)) = translated.chat.body.get("messages") {
         for m in messages {
+            let mut m = m.clone();
+            if let Some(Value::Array(parts)) = m.get_mut("content") {
+                for part in parts.iter_mut() {
+                    if let Some(url) = part.get_mut("image_url").and_then(|i| i.get_mut("url")) {
+                        *url = Value::String(String::new());
+                        images += 1;
+                    }
+                }
+            }
             count(&m.to_string());
         }
     }
     if let Some(tools) = translated.chat.body.get("tools") {
         count(&tools.to_string());
     }
-    Ok(tokens)
+    Ok(tokens + images * IMAGE_TOKENS)
 }
 
 #[cfg(test)]

@@ -258,6 +258,58 @@ fn values_of_the_wrong_type_are_refused_not_dropped() {
             json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}),
             "holds nothing the gateway can send",
         ),
+        (
+            json!({"model": "m", "max_tokens": -5, "messages": [user]}),
+            "`max_tokens` must be a whole number of at least 1",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 1.5, "messages": [user]}),
+            "`max_tokens` must be a whole number of at least 1",
+        ),
+        (
+            json!({"model": "m", "stop_sequences": "END", "messages": [user]}),
+            "`stop_sequences` must be an array of strings",
+        ),
+        (
+            json!({"model": "m", "tools": {"a": 1}, "messages": [user]}),
+            "`tools` must be an array",
+        ),
+        (
+            json!({"model": "m", "tools": [{"name": "ls", "input_schema": "str"}], "messages": [user]}),
+            "`tools[0].input_schema` must be an object",
+        ),
+        (
+            json!({"model": "m", "tool_choice": "auto", "messages": [user]}),
+            "`tool_choice` must be an object whose `type` is auto, any, tool or none",
+        ),
+        (
+            json!({"model": "m", "tool_choice": {"type": "bogus"}, "messages": [user]}),
+            "`tool_choice` must be an object",
+        ),
+        (
+            json!({"model": "m", "tool_choice": {"type": "tool"}, "messages": [user]}),
+            "`tool_choice.name` must be a string",
+        ),
+        (
+            json!({"model": "m", "metadata": {"user_id": 5}, "messages": [user]}),
+            "`metadata.user_id` must be a string",
+        ),
+        (
+            json!({"model": "m", "thinking": true, "messages": [user]}),
+            "`thinking` must be an object with a string `type`",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}),
+            "`messages[0].content[0].text` must be a string",
+        ),
+        (
+            json!({"model": "m", "messages": [user, {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "ls", "input": "x"}]}]}),
+            "`messages[1].content[0].input` must be an object",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "tool_result", "content": "ok"}]}]}),
+            "`messages[0].content[0].tool_use_id` must be a string",
+        ),
     ];
     for (body, expected) in cases {
         let e = err(body.clone());
@@ -267,6 +319,8 @@ fn values_of_the_wrong_type_are_refused_not_dropped() {
     // text blocks, and unknown block types next to known ones.
     let t = translate(
         json!({"model": "m", "max_tokens": null, "system": ["a", {"type": "text", "text": "b"}],
+               "stop_sequences": null, "tools": null, "tool_choice": null, "metadata": {"user_id": null},
+               "thinking": {"type": "adaptive"},
                "messages": [{"role": "user", "content": [{"type": "document"}, {"type": "text", "text": "hi"}]}]})
         .to_string()
         .as_bytes(),
@@ -288,6 +342,29 @@ fn token_estimate_grows_with_text() {
     .expect("estimate");
     let long = estimate_tokens(CLAUDE_CODE.as_bytes(), &ModelMap::default()).expect("estimate");
     assert!(short > 0 && long > short * 10, "{short} {long}");
+}
+
+#[test]
+fn an_image_counts_as_a_fixed_estimate_not_as_its_bytes() {
+    let with_image = |data: &str| {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+        ]}]});
+        estimate_tokens(body.to_string().as_bytes(), &ModelMap::default()).expect("estimate")
+    };
+    let small = with_image("iVBORw0KGgo=");
+    let large = with_image(&"A".repeat(100_000));
+    assert_eq!(small, large, "the image's size in bytes does not count");
+    let text_only = estimate_tokens(
+        br#"{"model":"m","messages":[{"role":"user","content":"what is this?"}]}"#,
+        &ModelMap::default(),
+    )
+    .expect("estimate");
+    assert!(
+        small >= text_only + IMAGE_TOKENS && small < text_only + IMAGE_TOKENS + 40,
+        "{small} {text_only}"
+    );
 }
 
 #[test]
