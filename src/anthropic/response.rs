@@ -116,6 +116,11 @@ pub fn usage(usage: Option<&Value>) -> Value {
     if let Some(cached) = cached {
         out["cache_read_input_tokens"] = json!(cached);
     }
+    // Upstreams that speak Anthropic's counts (some OpenAI-compatible
+    // front ends of Claude-style caches) name the tokens written too.
+    if let Some(written) = field(&["cache_creation_input_tokens"]) {
+        out["cache_creation_input_tokens"] = json!(written);
+    }
     out
 }
 
@@ -145,6 +150,17 @@ mod tests {
         assert_eq!(
             usage(None),
             json!({ "input_tokens": 0, "output_tokens": 0 })
+        );
+    }
+
+    #[test]
+    fn anthropic_style_cache_counts_are_passed_on() {
+        let u = json!({ "prompt_tokens": 10, "completion_tokens": 2,
+            "cache_read_input_tokens": 300, "cache_creation_input_tokens": 40 });
+        assert_eq!(
+            usage(Some(&u)),
+            json!({ "input_tokens": 10, "output_tokens": 2,
+                "cache_read_input_tokens": 300, "cache_creation_input_tokens": 40 })
         );
     }
 
