@@ -5,8 +5,9 @@
 //!
 //! It does what any relay must and nothing the gateway adds: no auth, no
 //! JSON parsing or rewriting, no actor, no signing, no usage probe, no
-//! access log. The request body goes to the mock as received, the reply
-//! comes back as a stream of the mock's chunks. Same HTTP worker count
+//! access log. The request body goes to the mock as received; a stream
+//! comes back chunk by chunk, any other reply read whole and sent with its
+//! length, as the gateway does. Same HTTP worker count
 //! (`IFLOW_WORKERS`, default the cores) and the same awc connector settings
 //! as the gateway's upstream client (`src/http/client.rs`), so the
 //! difference between the two is the gateway's own work.
@@ -26,9 +27,11 @@ pub fn serve_if_child() {
         return;
     };
     let upstream: SocketAddr = upstream.parse().expect("floor upstream address");
+    // As the gateway reads it: 0 or nothing means one per core.
     let workers = std::env::var("IFLOW_WORKERS")
         .ok()
         .and_then(|w| w.parse().ok())
+        .filter(|w: &usize| *w > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let result = actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(move || {
@@ -71,14 +74,25 @@ async fn relay(
     if let Some(v) = req.headers().get("content-type") {
         upstream = upstream.insert_header(("content-type", v.clone()));
     }
-    match upstream.send_body(body).await {
-        Ok(reply) => {
-            let mut out = HttpResponse::build(reply.status());
-            if let Some(v) = reply.headers().get("content-type") {
-                out.insert_header(("content-type", v.clone()));
-            }
-            out.streaming(reply)
-        }
+    let mut reply = match upstream.send_body(body).await {
+        Ok(reply) => reply,
+        Err(e) => return HttpResponse::BadGateway().body(e.to_string()),
+    };
+    let mut out = HttpResponse::build(reply.status());
+    let content_type = reply.headers().get("content-type").cloned();
+    let stream = content_type
+        .as_ref()
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if let Some(v) = content_type {
+        out.insert_header(("content-type", v));
+    }
+    // As the gateway: a stream is relayed chunk by chunk as it arrives; any
+    // other reply is read whole and sent with its length.
+    if stream {
+        return out.streaming(reply);
+    }
+    match reply.body().limit(16 << 20).await {
+        Ok(bytes) => out.body(bytes),
         Err(e) => HttpResponse::BadGateway().body(e.to_string()),
     }
 }

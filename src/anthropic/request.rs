@@ -276,12 +276,18 @@ fn check_settings(req: &Map<String, Value>) -> Result<(), GatewayError> {
         let Some(tools) = tools.as_array() else {
             return invalid("`tools` must be an array of tools".into());
         };
+        // Only the tools that are sent on are checked: server tools and
+        // toolsets (web search, an MCP connector's `mcp_toolset`, which has
+        // no `name`) are dropped whatever they hold.
         for (i, tool) in tools.iter().enumerate() {
+            let Some(schema) = tool.get("input_schema") else {
+                continue;
+            };
+            if !schema.is_object() {
+                return invalid(format!("`tools[{i}].input_schema` must be an object"));
+            }
             if !tool.get("name").is_some_and(Value::is_string) {
                 return invalid(format!("`tools[{i}].name` must be a string"));
-            }
-            if tool.get("input_schema").is_some_and(|s| !s.is_object()) {
-                return invalid(format!("`tools[{i}].input_schema` must be an object"));
             }
         }
     }

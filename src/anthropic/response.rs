@@ -95,7 +95,9 @@ pub fn tool_input(arguments: &str) -> Value {
 /// Anthropic counts them apart, in `cache_read_input_tokens`, and
 /// `input_tokens` holds the rest (clients add the two to know how full the
 /// context is). An upstream that already names `cache_read_input_tokens`
-/// is taken as it says.
+/// or `cache_creation_input_tokens` is taken as it says: iFlow sends both,
+/// with a `prompt_tokens` that leaves them out (the official client adds
+/// them up itself; protocol section 6), which is Anthropic's own count.
 pub fn usage(usage: Option<&Value>) -> Value {
     let field = |path: &[&str]| {
         path.iter()
@@ -116,8 +118,6 @@ pub fn usage(usage: Option<&Value>) -> Value {
     if let Some(cached) = cached {
         out["cache_read_input_tokens"] = json!(cached);
     }
-    // Upstreams that speak Anthropic's counts (some OpenAI-compatible
-    // front ends of Claude-style caches) name the tokens written too.
     if let Some(written) = field(&["cache_creation_input_tokens"]) {
         out["cache_creation_input_tokens"] = json!(written);
     }

@@ -46,6 +46,7 @@ pub struct MessageStream {
     usage: Option<Value>,
     error: Option<String>,
     events: u64,
+    skipped: crate::openai::sse::SkippedEvents,
 }
 
 fn event(out: &mut BytesMut, name: &str, data: &Value) {
@@ -83,6 +84,7 @@ impl MessageStream {
             usage: None,
             error: None,
             events: 0,
+            skipped: Default::default(),
         }
     }
 
@@ -254,10 +256,7 @@ impl EventShaper for MessageStream {
         };
         let Some(chunk) = crate::openai::sse::parse_event(&payload) else {
             // As the official client does with a line it cannot parse.
-            log::warn!(
-                "account {account}: skipped a stream event that is not JSON ({} bytes)",
-                payload.len()
-            );
+            self.skipped.note(account, &payload);
             return;
         };
         if chunk.get("choices").is_none()

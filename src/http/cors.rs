@@ -29,6 +29,9 @@ use actix_web::{HttpResponse, ResponseError, web};
 /// How long a browser may reuse a preflight answer, in seconds.
 const PREFLIGHT_MAX_AGE: &str = "3600";
 
+/// What a preflight's answer depends on, allowed or not.
+const PREFLIGHT_VARY: &str = "Origin, Access-Control-Request-Headers";
+
 pub async fn cors<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
@@ -48,7 +51,7 @@ pub async fn cors<B: MessageBody>(
                 let mut answer = HttpResponse::NoContent();
                 answer
                     .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()))
-                    .insert_header((header::VARY, "Origin, Access-Control-Request-Headers"))
+                    .insert_header((header::VARY, PREFLIGHT_VARY))
                     .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, POST"))
                     .insert_header((header::ACCESS_CONTROL_MAX_AGE, PREFLIGHT_MAX_AGE));
                 if let Some(asked) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
@@ -58,10 +61,9 @@ pub async fn cors<B: MessageBody>(
             }
             false => {
                 let mut answer = refused(&req, origin);
-                answer.headers_mut().insert(
-                    header::VARY,
-                    HeaderValue::from_static("Origin, Access-Control-Request-Headers"),
-                );
+                answer
+                    .headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static(PREFLIGHT_VARY));
                 answer
             }
         };

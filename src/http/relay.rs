@@ -291,8 +291,7 @@ pub async fn stream<S: UpstreamBody>(
         // would show an empty stream (protocol 7.3).
         let account = lease.account_label.clone();
         let body = read_error_body(resp, opts.body_timeout).await;
-        let fault = serde_json::from_slice::<Value>(&body)
-            .ok()
+        let fault = crate::openai::sse::parse_event(&body)
             .and_then(|v| lease.profile.classify_body(&v))
             .unwrap_or_else(|| {
                 let got = match content_type.split(';').next().map(str::trim) {
@@ -413,9 +412,8 @@ async fn first_look<S: UpstreamBody>(
     }
     if let Some(SseItem::Data(payload)) = look.items.first()
         && !crate::openai::stream::mentions_choices(payload)
-        && let Some(fault) = serde_json::from_slice::<Value>(payload)
-            .ok()
-            .and_then(|v| lease.profile.classify_body(&v))
+        && let Some(fault) =
+            crate::openai::sse::parse_event(payload).and_then(|v| lease.profile.classify_body(&v))
     {
         return Err(GatewayError::upstream(account, fault));
     }

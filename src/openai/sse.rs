@@ -158,6 +158,27 @@ pub fn parse_event(payload: &[u8]) -> Option<serde_json::Value> {
     }
 }
 
+/// Notes the stream events skipped because they are not JSON: a warning
+/// for a stream's first, the others at debug level (an upstream's text
+/// heartbeats, such as `data: ping`, would otherwise fill the log).
+#[derive(Debug, Default)]
+pub struct SkippedEvents(bool);
+
+impl SkippedEvents {
+    pub fn note(&mut self, account: &str, payload: &[u8]) {
+        let len = payload.len();
+        match std::mem::replace(&mut self.0, true) {
+            false => log::warn!(
+                "account {account}: skipped a stream event that is not JSON ({len} bytes); \
+                 more in this stream are logged at debug level"
+            ),
+            true => log::debug!(
+                "account {account}: skipped a stream event that is not JSON ({len} bytes)"
+            ),
+        }
+    }
+}
+
 /// `payload` with every `\uD800`–`\uDFFF` escape that is not half of a
 /// high-then-low pair written as `\ufffd`.
 fn replace_lone_surrogates(payload: &[u8]) -> Vec<u8> {

@@ -63,6 +63,7 @@ pub struct StreamShaper {
     chunks: u64,
     usage: Option<Value>,
     error: Option<String>,
+    skipped: super::sse::SkippedEvents,
 }
 
 impl StreamShaper {
@@ -75,6 +76,7 @@ impl StreamShaper {
             chunks: 0,
             usage: None,
             error: None,
+            skipped: Default::default(),
         }
     }
 
@@ -135,10 +137,7 @@ impl EventShaper for StreamShaper {
         }
         let Some(mut chunk) = super::sse::parse_event(&payload) else {
             // Not JSON: the official client would skip it; so do we.
-            log::warn!(
-                "account {account}: skipped a stream event that is not JSON ({} bytes)",
-                payload.len()
-            );
+            self.skipped.note(account, &payload);
             return;
         };
         if !has_choices && let Some(fault) = self.profile.classify_body(&chunk) {

@@ -279,6 +279,10 @@ fn values_of_the_wrong_type_are_refused_not_dropped() {
             "`tools[0].input_schema` must be an object",
         ),
         (
+            json!({"model": "m", "tools": [{"input_schema": {}}], "messages": [user]}),
+            "`tools[0].name` must be a string",
+        ),
+        (
             json!({"model": "m", "tool_choice": "auto", "messages": [user]}),
             "`tool_choice` must be an object whose `type` is auto, any, tool or none",
         ),
@@ -319,7 +323,8 @@ fn values_of_the_wrong_type_are_refused_not_dropped() {
     // text blocks, and unknown block types next to known ones.
     let t = translate(
         json!({"model": "m", "max_tokens": null, "system": ["a", {"type": "text", "text": "b"}],
-               "stop_sequences": null, "tools": null, "tool_choice": null, "metadata": {"user_id": null},
+               "stop_sequences": null, "tool_choice": null, "metadata": {"user_id": null},
+               "tools": [{"type": "mcp_toolset", "mcp_server_name": "x"}, {"type": "web_search_20250305", "name": "web_search"}],
                "thinking": {"type": "adaptive"},
                "messages": [{"role": "user", "content": [{"type": "document"}, {"type": "text", "text": "hi"}]}]})
         .to_string()

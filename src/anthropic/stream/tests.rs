@@ -670,16 +670,42 @@ fn a_new_name_after_whole_arguments_starts_a_new_call() {
             ("read".to_string(), json!({ "path": "y" })),
         ]
     );
-    // A name repeated on every fragment of one call does not split it.
+    // A name repeated on every fragment of one call does not split it, not
+    // even where a fragment opens a nested object, nor does a trailing
+    // fragment with the name and no arguments.
     let e = events(vec![
         tool_call(0, None, Some("read"), "{\"path\":"),
-        tool_call(0, None, Some("read"), " \"x\"}"),
+        tool_call(0, None, Some("read"), " \"x\", \"opts\": "),
+        tool_call(0, None, Some("read"), "{\"all\": true}}"),
+        tool_call(0, None, Some("read"), ""),
         finish("tool_calls"),
         SseItem::Done,
     ]);
     assert_eq!(
         tool_inputs(&e),
-        [("read".to_string(), json!({ "path": "x" }))]
+        [(
+            "read".to_string(),
+            json!({ "path": "x", "opts": { "all": true } })
+        )]
+    );
+}
+
+/// The same id for every call, each whole in one fragment at index 0.
+#[test]
+fn one_id_for_every_call_still_gives_one_block_per_call() {
+    let e = events(vec![
+        tool_call(0, Some("call_0"), Some("read"), "{\"path\": \"x\"}"),
+        tool_call(0, Some("call_0"), Some("read"), "{\"path\": \"y\"}"),
+        finish("tool_calls"),
+        SseItem::Done,
+    ]);
+    assert_well_formed(&e);
+    assert_eq!(
+        tool_inputs(&e),
+        [
+            ("read".to_string(), json!({ "path": "x" })),
+            ("read".to_string(), json!({ "path": "y" })),
+        ]
     );
 }
 

@@ -71,12 +71,20 @@ impl MessageStream {
             .unwrap_or_default();
         // A fragment without an id (or repeating its call's id) continues
         // that call; a new id starts a new block even at the same index, as
-        // providers that omit `index` send every call as index 0. So does a
-        // new name without an id once the call's arguments are whole (such
-        // providers may send no id at all).
+        // providers that omit `index` send every call as index 0. Some of
+        // those send no id either, or the same one for every call, each
+        // call whole in one fragment: a fragment with a name and arguments
+        // that open an object, after the call's arguments are whole, is a
+        // new call too.
+        let opens_call = !name.is_empty()
+            && function
+                .get("arguments")
+                .and_then(Value::as_str)
+                .is_some_and(|a| a.trim_start().starts_with('{'));
+        let continues = |slot| !(opens_call && self.call_is_whole(slot));
         let slot = match (known, id) {
-            (Some((slot, _)), None) if name.is_empty() || !self.call_is_whole(slot) => slot,
-            (Some((slot, known_id)), Some(id)) if known_id == id => slot,
+            (Some((slot, _)), None) if continues(slot) => slot,
+            (Some((slot, known_id)), Some(id)) if known_id == id && continues(slot) => slot,
             _ => {
                 let key = id.map_or_else(|| new_id("toolu_"), str::to_string);
                 // Clients answer a tool call by its id: two calls of one
