@@ -15,7 +15,7 @@
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const UPSTREAM_ENV: &str = "BENCH_FLOOR_UPSTREAM";
@@ -97,9 +97,9 @@ async fn relay(
     }
 }
 
-/// The floor proxy's process, in front of the mock.
+/// The floor proxy's process, in front of the mock (killed when dropped).
 pub struct Floor {
-    child: Child,
+    child: crate::Proc,
     pub addr: SocketAddr,
 }
 
@@ -122,17 +122,13 @@ impl Floor {
             .recv_timeout(Duration::from_secs(15))
             .expect("floor proxy address");
         let addr = line.trim().parse().expect("floor proxy address");
-        Self { child, addr }
+        Self {
+            child: crate::Proc(child),
+            addr,
+        }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Floor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.0.id()
     }
 }

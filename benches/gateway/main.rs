@@ -110,6 +110,7 @@ pub struct ReferenceRun {
     pub cpu: procfs::Cpu,
 }
 
+/// A child process, killed when dropped.
 struct Proc(Child);
 
 impl Drop for Proc {

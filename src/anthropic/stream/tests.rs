@@ -652,6 +652,18 @@ fn eof_without_done_still_closes_the_message() {
     assert_eq!(e[e.len() - 2].1["delta"]["stop_reason"], "end_turn");
 }
 
+/// Two well-formed `read` blocks, for path x and then path y.
+fn assert_read_x_then_y(e: &[(String, Value)]) {
+    assert_well_formed(e);
+    assert_eq!(
+        tool_inputs(e),
+        [
+            ("read".to_string(), json!({ "path": "x" })),
+            ("read".to_string(), json!({ "path": "y" })),
+        ]
+    );
+}
+
 /// Providers that send no id at all and every call at index 0: a new name
 /// after whole arguments is a new call, not more arguments for the last.
 #[test]
@@ -662,14 +674,7 @@ fn a_new_name_after_whole_arguments_starts_a_new_call() {
         finish("tool_calls"),
         SseItem::Done,
     ]);
-    assert_well_formed(&e);
-    assert_eq!(
-        tool_inputs(&e),
-        [
-            ("read".to_string(), json!({ "path": "x" })),
-            ("read".to_string(), json!({ "path": "y" })),
-        ]
-    );
+    assert_read_x_then_y(&e);
     // A name repeated on every fragment of one call does not split it, not
     // even where a fragment opens a nested object, nor does a trailing
     // fragment with the name and no arguments.
@@ -699,14 +704,7 @@ fn one_id_for_every_call_still_gives_one_block_per_call() {
         finish("tool_calls"),
         SseItem::Done,
     ]);
-    assert_well_formed(&e);
-    assert_eq!(
-        tool_inputs(&e),
-        [
-            ("read".to_string(), json!({ "path": "x" })),
-            ("read".to_string(), json!({ "path": "y" })),
-        ]
-    );
+    assert_read_x_then_y(&e);
 }
 
 #[test]
@@ -718,7 +716,6 @@ fn two_calls_with_one_id_get_two_ids() {
         finish("tool_calls"),
         SseItem::Done,
     ]);
-    assert_well_formed(&e);
     let ids: Vec<&str> = e
         .iter()
         .filter(|(_, d)| d["content_block"]["type"] == "tool_use")
@@ -727,13 +724,7 @@ fn two_calls_with_one_id_get_two_ids() {
     assert_eq!(ids.len(), 2, "{e:?}");
     assert_eq!(ids[0], "call_0");
     assert!(ids[1].starts_with("toolu_"), "{ids:?}");
-    assert_eq!(
-        tool_inputs(&e),
-        [
-            ("read".to_string(), json!({ "path": "x" })),
-            ("read".to_string(), json!({ "path": "y" })),
-        ]
-    );
+    assert_read_x_then_y(&e);
 }
 
 #[test]
@@ -756,7 +747,7 @@ fn iflow_error_payload_in_an_openai_accounts_stream() {
 }
 
 #[test]
-fn half_an_emoji_in_each_of_two_events_loses_no_text() {
+fn half_an_emoji_in_each_of_two_events_keeps_the_text_around_it() {
     let e = events(vec![
         SseItem::Data(Bytes::from_static(
             br#"{"choices":[{"index":0,"delta":{"content":"x\ud83d"}}]}"#,
