@@ -195,6 +195,36 @@ fn retry_refused_again_is_returned_after_exactly_one_refresh() {
     assert_eq!(stored["api_key"], new);
 }
 
+#[test]
+fn a_key_refused_again_and_again_is_refreshed_once_a_minute_at_most() {
+    // A client retrying a pinned request whose key the upstream keeps
+    // refusing: one refresh, then 401s without calling the token endpoint.
+    let (oauth, upstream) = (OAuthMock::start(), UpstreamMock::start());
+    let env = env_for(&oauth);
+    let (uuid, old, new) = expiring_key(&env, &oauth, &upstream);
+    upstream.script(
+        new,
+        vec![
+            UpstreamReply::Invalid434,
+            UpstreamReply::Invalid434,
+            UpstreamReply::Invalid434,
+        ],
+    );
+    oauth.script(
+        "rt-s2",
+        vec![TokenReply::tokens("at-s3", "rt-s3", 7 * 86_400, "sk-new-3")],
+    );
+    let server = env.serve();
+    for _ in 0..3 {
+        let reply = chat(server.port, &uuid);
+        assert_eq!(reply.status, 401, "{}", reply.text());
+        assert_eq!(reply.json()["error"]["code"], "upstream_key_invalid");
+    }
+    assert_eq!(upstream.keys(), [old, new, new, new]);
+    assert_eq!(oauth.token_requests("rt-s").len(), 1);
+    assert!(oauth.token_requests("rt-s2").is_empty());
+}
+
 /// An account file that broke while the server runs: its last good state
 /// keeps serving, but a key error must not spend the refresh token, since
 /// the new tokens could not be saved.

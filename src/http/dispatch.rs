@@ -226,7 +226,13 @@ pub async fn run(
                 if handle.auth_type == AuthType::OAuthIflow && !refreshed.contains(&handle.id) =>
             {
                 refreshed.push(handle.id.clone());
-                if refresh(state, &handle).await {
+                if !handle.health.take_refusal_refresh(chrono::Utc::now()) {
+                    log::warn!(
+                        "account {}: key refused again less than a minute after a refresh \
+                         for a refusal; not refreshing again yet",
+                        handle.label
+                    );
+                } else if refresh(state, &handle).await {
                     // Same request again with the new key; not a failover.
                     attempts -= 1;
                     continue;

@@ -107,7 +107,13 @@ pub struct AccountHealth {
     needs_login: AtomicBool,
     /// This process saw the key refused; cleared when credentials change.
     refused: AtomicBool,
+    /// When a refused key last led to a refresh (ms since the epoch; 0:
+    /// never).
+    refusal_refresh_ms: AtomicI64,
 }
+
+/// A refused key leads to a refresh at most this often per account.
+const REFUSAL_REFRESH_SPACING_MS: i64 = 60_000;
 
 impl AccountHealth {
     pub fn from_account(account: &Account) -> Self {
@@ -160,6 +166,21 @@ impl AccountHealth {
 
     pub fn refuse_key(&self) {
         self.refused.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a refused key may be answered with a refresh now, and if so
+    /// books it: at most one a minute per account, so that a client that
+    /// keeps retrying a refused key (pinned requests are never kept out)
+    /// does not hammer the token endpoint.
+    pub fn take_refusal_refresh(&self, now: DateTime<Utc>) -> bool {
+        let now_ms = now.timestamp_millis();
+        let last = self.refusal_refresh_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last) < REFUSAL_REFRESH_SPACING_MS {
+            return false;
+        }
+        self.refusal_refresh_ms
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// New credentials (or a reset): give the key another chance.
