@@ -212,10 +212,13 @@ fn scan_and_key_error_share_one_refresh() {
 #[test]
 fn tokens_shorter_than_the_lead_are_refreshed_at_half_their_life_not_on_every_scan() {
     let oauth = OAuthMock::start();
-    // Lead 24h (the default), tokens of 60 s, a scan every 100 ms.
+    // Lead 24h (the default), tokens of 60 s and of 20 s, a scan every
+    // 100 ms. (20 s is less than the 30 s of scan jitter once counted as
+    // the safety margin: such tokens were refreshed on every scan.)
     let env = env_for(&oauth, &[("IFLOW_REFRESH_INTERVAL", "100ms")]);
     add_clock(&env, &oauth);
     add_oauth_account(&env, &oauth, "short", Span::minutes(1), 60);
+    add_oauth_account(&env, &oauth, "tiny", Span::seconds(20), 20);
 
     let mut server = env.serve();
     server
@@ -223,8 +226,9 @@ fn tokens_shorter_than_the_lead_are_refreshed_at_half_their_life_not_on_every_sc
         .wait_stderr_line("no longer than IFLOW_REFRESH_LEAD", WAIT);
     // Many scans later (the clock is refreshed on each)...
     oauth.wait_token_requests("rt-clock", 6, WAIT);
-    // ...the 60 s tokens were refreshed once.
+    // ...the 60 s and the 20 s tokens were refreshed once.
     assert_eq!(oauth.token_requests("rt-short").len(), 1);
+    assert_eq!(oauth.token_requests("rt-tiny").len(), 1);
     let log = server.terminate().stderr;
     assert!(!log.contains(OLD_KEY), "{log}");
 }

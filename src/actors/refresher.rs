@@ -192,7 +192,8 @@ impl RefresherActor {
         {
             log::warn!(
                 "account {}: its tokens last {}, no longer than IFLOW_REFRESH_LEAD ({}); \
-                 they are refreshed at half their life instead",
+                 they are refreshed at half their life instead (on every scan when half \
+                 their life is shorter than two scans, IFLOW_REFRESH_INTERVAL)",
                 short_id(uuid),
                 humantime::format_duration(Duration::from_secs(
                     u64::try_from(life.num_seconds()).unwrap_or(0)
@@ -203,14 +204,13 @@ impl RefresherActor {
     }
 
     /// A short-lived token with more than half its life left, and enough
-    /// left that a later scan (two intervals and the jitter away) still
-    /// refreshes it in time. Wall-clock time: a machine that slept
+    /// left that a later scan (two intervals and the largest jitter away)
+    /// still refreshes it in time. Wall-clock time: a machine that slept
     /// refreshes on its first scan after waking.
     fn fresh(&self, uuid: &str) -> bool {
-        let scans = chrono::Duration::from_std(self.settings.refresh_interval * 2)
-            .unwrap_or(chrono::Duration::MAX)
-            .checked_add(&chrono::Duration::seconds(30))
-            .unwrap_or(chrono::Duration::MAX);
+        let scans =
+            chrono::Duration::from_std(self.settings.refresh_interval * 2 + self.max_jitter())
+                .unwrap_or(chrono::Duration::MAX);
         self.short_lived.get(uuid).is_some_and(|(expires, life)| {
             let left = *expires - Utc::now();
             left > *life / 2 && left > scans
@@ -218,8 +218,12 @@ impl RefresherActor {
     }
 
     fn jitter(&self) -> Duration {
-        let spread = (self.settings.refresh_interval / 2).min(Duration::from_secs(30));
-        spread.mul_f64(fastrand::f64())
+        self.max_jitter().mul_f64(fastrand::f64())
+    }
+
+    /// A scan's refreshes start spread over up to this long.
+    fn max_jitter(&self) -> Duration {
+        (self.settings.refresh_interval / 2).min(Duration::from_secs(30))
     }
 }
 
