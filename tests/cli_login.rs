@@ -295,8 +295,10 @@ fn paste_mode_times_out_while_nobody_types() {
     // stdin stays open, as a terminal would: the timeout alone must end it.
     let ran = login.wait_stdin_open(WAIT);
     ran.assert_failed();
+    // It names the mode already in use, not the flag to switch to it.
     assert!(
-        ran.stderr.contains("error: no login arrived within 1s"),
+        ran.stderr.contains("error: no code was pasted within 1s")
+            && ran.stderr.contains("token login --no-browser` again"),
         "{ran:#?}"
     );
     assert!(oauth.requests().is_empty());

@@ -35,6 +35,8 @@ pub enum LoginError {
         "no login arrived within {0:?}; run `iflow-actix token login` again (add --no-browser on a machine without a browser)"
     )]
     Timeout(Duration),
+    #[error("no code was pasted within {0:?}; run `iflow-actix token login --no-browser` again")]
+    PasteTimeout(Duration),
     #[error("the login was refused in the browser: {0}")]
     Denied(String),
     #[error("{0}")]
@@ -200,7 +202,7 @@ async fn read_pasted_code(state: &str, timeout: Duration) -> Result<String, Logi
     });
     let line = tokio::time::timeout(timeout, rx)
         .await
-        .map_err(|_| LoginError::Timeout(timeout))?
+        .map_err(|_| LoginError::PasteTimeout(timeout))?
         .map_err(|_| LoginError::Input("the stdin reader stopped".into()))?
         .map_err(|e| LoginError::Input(format!("cannot read the code: {e}")))?;
     parse_pasted(line.trim(), state)
