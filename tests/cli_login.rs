@@ -156,6 +156,36 @@ fn callback_with_wrong_state_is_refused_then_the_right_one_logs_in() {
 }
 
 #[test]
+fn a_code_the_token_endpoint_refuses_sends_the_browser_to_the_error_page() {
+    let (env, oauth) = setup();
+    oauth.script("code-bad", vec![TokenReply::ServerError]);
+    let mut login = env.spawn(&[
+        "token",
+        "login",
+        "--no-open",
+        "--port",
+        "0",
+        "--timeout",
+        "10s",
+    ]);
+    let (_, pairs) = announced_url(&mut login);
+    let redirect = pairs[2].1.clone();
+    let reply = http_get(&format!(
+        "{redirect}?code=code-bad&state={}",
+        state_of(&pairs)
+    ));
+    // The page must not say "success" for a login that failed.
+    assert_eq!(reply.status, 301);
+    assert_eq!(
+        reply.header("location"),
+        Some(format!("{}/error", oauth.authorize_url()).as_str())
+    );
+    let ran = login.wait(WAIT);
+    ran.assert_failed();
+    assert!(env.accounts().is_empty());
+}
+
+#[test]
 fn browser_denial_on_a_chosen_port_fails_the_login() {
     let (mut env, oauth) = setup();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

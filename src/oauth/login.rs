@@ -1,7 +1,9 @@
 //! `token login`: the iFlow OAuth flow of protocol sections 8.2-8.5.
 //!
 //! Callback mode: a one-route server on 127.0.0.1 receives the browser's
-//! redirect, checks `state`, and hands the code over. Paste mode (no
+//! redirect, checks `state`, and hands the code over; the browser is sent to
+//! the success page only once the code is exchanged and the key fetched,
+//! and to the error page otherwise. Paste mode (no
 //! browser on this machine): the user logs in elsewhere on the
 //! `code-display` page and pastes the code or the whole URL.
 
@@ -12,7 +14,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The official client's callback port range starts here.
 pub const FIRST_CALLBACK_PORT: u16 = 11451;
@@ -72,10 +74,19 @@ pub async fn login(
         if opts.open_browser {
             open_browser(&url);
         }
-        let code = wait_for_callback(listener, &state, client, opts.timeout).await?;
-        (code, redirect)
+        return wait_for_callback(listener, &state, client, opts.timeout, &redirect).await;
     };
-    let tokens = client.exchange_code(&code, &redirect_uri).await?;
+    finish(client, &code, &redirect_uri).await
+}
+
+/// Exchanges the code for tokens and fetches the login's API key (protocol
+/// 8.3 and 8.5).
+async fn finish(
+    client: &OAuthClient,
+    code: &str,
+    redirect_uri: &str,
+) -> Result<(TokenSet, UserInfo), LoginError> {
+    let tokens = client.exchange_code(code, redirect_uri).await?;
     let user = client.user_info(&tokens.access_token).await?;
     if user.api_key.is_empty() {
         return Err(LoginError::NoApiKey);
@@ -108,7 +119,9 @@ fn bind_callback(port: Option<u16>) -> Result<(TcpListener, u16), LoginError> {
     Err(LoginError::Port(last))
 }
 
-type CallbackResult = Result<String, LoginError>;
+/// A code from the browser, with the way to tell the browser's page
+/// whether the login it started worked; or why there is none.
+type CallbackResult = Result<(String, oneshot::Sender<bool>), LoginError>;
 
 struct Callback {
     state: String,
@@ -135,8 +148,17 @@ async fn callback(req: HttpRequest, cb: web::Data<Callback>) -> HttpResponse {
     }
     match query.get("code").filter(|c| !c.is_empty()) {
         Some(code) => {
-            let _ = cb.tx.send(Ok(code.clone())).await;
-            redirect(&cb.success_page)
+            // The browser learns the outcome once the code is exchanged and
+            // the key fetched, so its page never says "success" for a login
+            // that then failed.
+            let (answer, answered) = oneshot::channel();
+            if cb.tx.send(Ok((code.clone(), answer))).await.is_err() {
+                return redirect(&cb.error_page);
+            }
+            match answered.await {
+                Ok(true) => redirect(&cb.success_page),
+                _ => redirect(&cb.error_page),
+            }
         }
         None => HttpResponse::BadRequest().body("missing code"),
     }
@@ -148,12 +170,15 @@ fn redirect(to: &str) -> HttpResponse {
         .finish()
 }
 
+/// Serves the callback until a code arrives (or the timeout), finishes the
+/// login with it, and only then answers the browser.
 async fn wait_for_callback(
     listener: TcpListener,
     state: &str,
     client: &OAuthClient,
     timeout: Duration,
-) -> Result<String, LoginError> {
+    redirect_uri: &str,
+) -> Result<(TokenSet, UserInfo), LoginError> {
     let (tx, mut rx) = mpsc::channel(1);
     let data = web::Data::new(Callback {
         state: state.to_string(),
@@ -180,14 +205,22 @@ async fn wait_for_callback(
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(server);
-    let outcome = tokio::time::timeout(timeout, rx.recv()).await;
-    // Let the browser receive its redirect before the server goes away.
-    handle.stop(true).await;
-    match outcome {
-        Ok(Some(result)) => result,
+    let outcome = match tokio::time::timeout(timeout, rx.recv()).await {
+        Ok(Some(Ok((code, answer)))) => {
+            let done = finish(client, &code, redirect_uri).await;
+            let _ = answer.send(done.is_ok());
+            done
+        }
+        Ok(Some(Err(e))) => Err(e),
         Ok(None) => Err(LoginError::Input("callback server stopped".into())),
         Err(_) => Err(LoginError::Timeout(timeout)),
-    }
+    };
+    // A second code (a reloaded page) waiting in the channel is answered
+    // with the error page at once, rather than holding up the stop below.
+    drop(rx);
+    // Let the browser receive its redirect before the server goes away.
+    handle.stop(true).await;
+    outcome
 }
 
 /// Reads one line from stdin: a bare code, or a URL / query with `code=`.
