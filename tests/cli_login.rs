@@ -235,6 +235,26 @@ fn paste_mode_accepts_a_bare_code() {
 }
 
 #[test]
+fn a_second_login_with_the_same_key_keeps_a_base_url_set_by_hand() {
+    let (env, oauth) = setup();
+    let mirror = "https://mirror.example.org/v1";
+    let before =
+        accounts_support::account_file(KEY, mirror, Some(("old", chrono::Duration::days(1))));
+    env.write_account(&before);
+    script_login(&oauth, "code-again");
+    let mut login = env.spawn(&["token", "login", "--no-browser", "--timeout", "10s"]);
+    announced_url(&mut login);
+    login.write_stdin("code-again\n");
+    login.wait(WAIT).assert_ok();
+    let accounts = env.accounts();
+    assert_eq!(accounts.len(), 1, "{accounts:#?}");
+    let a = accounts.values().next().unwrap();
+    assert_eq!(a["uuid"], before["uuid"]);
+    assert_eq!(a["base_url"], mirror);
+    assert_eq!(a["oauth_refresh_token"], "rt-login");
+}
+
+#[test]
 fn paste_mode_accepts_the_whole_code_display_url() {
     let (env, oauth) = setup();
     script_login(&oauth, "code-xyz");

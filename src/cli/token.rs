@@ -17,7 +17,7 @@ use crate::oauth::client::OAuthClient;
 use crate::oauth::login::{LoginOptions, login};
 use crate::oauth::official_files;
 use crate::secret::Secret;
-use crate::store::{AccountStore, AuthType, DEFAULT_IFLOW_BASE_URL, StoreError};
+use crate::store::{AccountStore, AuthType, StoreError};
 use actix::{Actor, Addr};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -214,7 +214,7 @@ fn key_import(
     }
     Ok(ImportAccount {
         api_key: Secret::new(api_key),
-        base_url,
+        base_url: Some(base_url),
         auth_type,
         tokens: None,
         models: models.map(|m| {
@@ -237,7 +237,7 @@ fn official_import(path: Option<PathBuf>) -> Result<ImportAccount, TokenError> {
     }
     Ok(ImportAccount {
         api_key: found.api_key,
-        base_url: found.base_url,
+        base_url: Some(found.base_url),
         auth_type: found.auth_type,
         tokens: found.tokens,
         models: None,
@@ -262,7 +262,9 @@ async fn login_and_store(
         registry,
         ImportAccount {
             api_key: user.api_key,
-            base_url: DEFAULT_IFLOW_BASE_URL.to_string(),
+            // A new login's account gets iFlow's; a second login with the
+            // same key keeps a base URL set by hand (a mirror, say).
+            base_url: None,
             auth_type: AuthType::OAuthIflow,
             tokens: Some(tokens),
             models: None,

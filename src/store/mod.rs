@@ -84,7 +84,7 @@ pub enum StoreError {
     /// An import found its key in a file it cannot read: a new account
     /// would duplicate that one.
     #[error(
-        "account file {} holds this key but cannot be read ({reason}); fix or remove it, then import again",
+        "account file {} holds this key but cannot be read ({reason}); fix or remove it (`iflow-actix token list` shows its whole name), then try again",
         shown(path)
     )]
     KeyInBrokenFile { path: PathBuf, reason: String },

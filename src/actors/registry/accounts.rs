@@ -26,7 +26,9 @@ pub struct Resolve {
 #[rtype(result = "Result<(AccountSummary, bool), StoreError>")]
 pub struct ImportAccount {
     pub api_key: Secret,
-    pub base_url: String,
+    /// `None` keeps the account's own (a login: the base URL is not part
+    /// of it), or gives a new account iFlow's.
+    pub base_url: Option<String>,
     pub auth_type: AuthType,
     /// OAuth tokens of a login; `None` for a bare key.
     pub tokens: Option<TokenSet>,
@@ -173,10 +175,16 @@ impl Handler<ImportAccount> for AccountRegistry {
 
     /// Creates or updates the account holding this key.
     fn handle(&mut self, msg: ImportAccount, _ctx: &mut Self::Context) -> Self::Result {
-        let template = Account::new(msg.api_key, msg.base_url.clone(), msg.auth_type, Utc::now());
+        let base_url = msg
+            .base_url
+            .clone()
+            .unwrap_or_else(|| crate::store::DEFAULT_IFLOW_BASE_URL.to_string());
+        let template = Account::new(msg.api_key, base_url, msg.auth_type, Utc::now());
         let job = StoreJob::new(move |stores| {
             stores.accounts.upsert_by_api_key(template, |a| {
-                a.base_url = msg.base_url;
+                if let Some(base_url) = msg.base_url {
+                    a.base_url = base_url;
+                }
                 // A bare re-import of an OAuth login's key keeps the login.
                 let keep_login = msg.tokens.is_none()
                     && msg.auth_type == AuthType::Iflow
