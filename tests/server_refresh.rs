@@ -232,3 +232,46 @@ fn tokens_shorter_than_the_lead_are_refreshed_at_half_their_life_not_on_every_sc
     let log = server.terminate().stderr;
     assert!(!log.contains(OLD_KEY), "{log}");
 }
+
+/// A refresh the server put off (here its retry after a failed attempt) is
+/// not started when another process renewed the tokens meanwhile: the key
+/// would rotate twice, and a refresh token be spent for nothing.
+#[test]
+fn a_put_off_refresh_is_dropped_when_another_process_renewed_the_tokens() {
+    let oauth = OAuthMock::start();
+    let env = env_for(
+        &oauth,
+        &[
+            ("IFLOW_REFRESH_INTERVAL", "200ms"),
+            ("IFLOW_REFRESH_LEAD", "1m"),
+            ("IFLOW_REFRESH_RETRY_MIN", "3s"),
+            ("IFLOW_STORE_RESCAN_INTERVAL", "100ms"),
+        ],
+    );
+    let account = account_file(
+        OLD_KEY,
+        "http://127.0.0.1:9/v1",
+        Some(("a", Span::seconds(30))),
+    );
+    env.write_account(&account);
+    let uuid = uuid_of(&account);
+    oauth.script(
+        "rt-a",
+        vec![
+            TokenReply::ServerError,
+            TokenReply::tokens("at-b", "rt-b", 7 * 86_400, NEW_KEY),
+        ],
+    );
+    let server = env.serve();
+    // The server's own attempt fails; it retries in about 3 s.
+    oauth.wait_token_requests("rt-a", 1, WAIT);
+    // Meanwhile the CLI refreshes the account.
+    env.run(&["token", "refresh", &uuid]).assert_ok();
+    assert_eq!(env.account(&uuid)["oauth_refresh_token"], "rt-b");
+    // Past the retry's time: the server saw the new tokens and let them be.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(oauth.token_requests("rt-a").len(), 2);
+    assert!(oauth.token_requests("rt-b").is_empty());
+    let log = server.terminate().stderr;
+    assert!(log.contains("renewed meanwhile"), "{log}");
+}

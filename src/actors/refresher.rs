@@ -15,7 +15,7 @@
 
 mod refresh;
 
-use crate::actors::registry::{AccountRegistry, ListAccounts};
+use crate::actors::registry::{AccountRegistry, GetAccount, ListAccounts};
 use crate::config::MaybeProxy;
 use crate::metrics::Metrics;
 use crate::oauth::client::OAuthClient;
@@ -46,6 +46,13 @@ pub struct RefreshAccount(pub String);
 #[derive(Message)]
 #[rtype(result = "()")]
 struct ScanDue;
+
+/// A refresh a scan (or a retry) scheduled: by the time its timer fires,
+/// another process may have refreshed the account already, and this server
+/// picked up the new tokens; then it is not started.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RefreshIfDue(String);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefreshOutcome {
@@ -157,7 +164,7 @@ impl RefresherActor {
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>, uuid: String, delay: Duration) {
-        let handle = ctx.notify_later(RefreshAccount(uuid.clone()), delay);
+        let handle = ctx.notify_later(RefreshIfDue(uuid.clone()), delay);
         if let Some(old) = self.scheduled.insert(uuid, handle) {
             ctx.cancel_future(old);
         }
@@ -215,6 +222,19 @@ impl RefresherActor {
             let left = *expires - Utc::now();
             left > *life / 2 && left > scans
         })
+    }
+
+    /// An OAuth account this server should refresh now: inside the lead,
+    /// with a refresh token iFlow has not refused, and not a short-lived
+    /// token that can wait for half its life.
+    fn due(&self, a: &crate::store::Account, now: DateTime<Utc>) -> bool {
+        let lead =
+            chrono::Duration::from_std(self.settings.refresh_lead).unwrap_or(chrono::Duration::MAX);
+        a.auth_type == AuthType::OAuthIflow
+            && !a.oauth_refresh_token.is_empty()
+            && a.state != Some(AccountState::NeedsLogin)
+            && a.refresh_due(lead, now)
+            && !self.fresh(&a.uuid)
     }
 
     fn jitter(&self) -> Duration {
@@ -304,6 +324,33 @@ impl Handler<RefreshAccount> for RefresherActor {
     }
 }
 
+impl Handler<RefreshIfDue> for RefresherActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: RefreshIfDue, _ctx: &mut Self::Context) -> Self::Result {
+        let uuid = msg.0;
+        Box::pin(
+            self.registry
+                .send(GetAccount(uuid.clone()))
+                .into_actor(self)
+                .map(move |found, act, ctx| match found {
+                    Ok(Some(a)) if !act.due(&a, Utc::now()) => {
+                        log::info!(
+                            "account {}: renewed meanwhile (by another process); \
+                             no refresh needed",
+                            short_id(&uuid)
+                        );
+                        act.scheduled.remove(&uuid);
+                        act.failures.remove(&uuid);
+                    }
+                    // Due still, or not known to the registry (the refresh
+                    // reports that itself).
+                    _ => ctx.notify(RefreshAccount(uuid)),
+                }),
+        )
+    }
+}
+
 impl Handler<ScanDue> for RefresherActor {
     type Result = ResponseActFuture<Self, ()>;
 
@@ -316,17 +363,11 @@ impl Handler<ScanDue> for RefresherActor {
                 .map(|accounts, act, ctx| {
                     let Ok(accounts) = accounts else { return };
                     let now = Utc::now();
-                    let lead = chrono::Duration::from_std(act.settings.refresh_lead)
-                        .unwrap_or(chrono::Duration::MAX);
                     for summary in accounts {
                         let a = summary.account;
-                        let due = a.auth_type == AuthType::OAuthIflow
-                            && !a.oauth_refresh_token.is_empty()
-                            && a.state != Some(AccountState::NeedsLogin)
-                            && a.refresh_due(lead, now);
+                        let due = act.due(&a, now);
                         let waiting = act.running.contains_key(&a.uuid)
                             || act.scheduled.contains_key(&a.uuid)
-                            || act.fresh(&a.uuid)
                             || act
                                 .failures
                                 .get(&a.uuid)
