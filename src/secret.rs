@@ -36,19 +36,21 @@ pub fn short_id(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-/// Keeps a prefix of at most 5 and a suffix of 4 characters, and only when the
-/// value is long enough that they reveal little of it.
+/// Keeps a prefix and a suffix that together show at most about a third of
+/// the value: 5 and 4 characters of a value of 24 or more (an iFlow key has
+/// 35), 3 and 2 of one of 16 to 23, nothing of a shorter one.
 pub fn mask(value: &str) -> String {
     let chars: Vec<char> = value.chars().collect();
-    match chars.len() {
-        0 => String::new(),
-        n if n < 12 => "…***".to_string(),
-        n => {
-            let head: String = chars[..5].iter().collect();
-            let tail: String = chars[n - 4..].iter().collect();
-            format!("{head}…{tail}")
-        }
-    }
+    let (head, tail) = match chars.len() {
+        0 => return String::new(),
+        n if n < 16 => return "…***".to_string(),
+        n if n < 24 => (3, 2),
+        _ => (5, 4),
+    };
+    let n = chars.len();
+    let head: String = chars[..head].iter().collect();
+    let tail: String = chars[n - tail..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 /// Masks anything in `text` that looks like an API key (`sk-` and at least
@@ -125,7 +127,7 @@ mod tests {
 
     #[test]
     fn debug_and_display_never_show_the_value() {
-        let s = Secret::new("sk-1234567890abcdef9f");
+        let s = Secret::new("sk-1234567890abcdef0123ef9f");
         assert_eq!(format!("{s:?}"), "Secret(sk-12…ef9f)");
         assert_eq!(s.to_string(), "sk-12…ef9f");
         assert!(!format!("{s:?}").contains("34567890abcd"));
@@ -134,6 +136,19 @@ mod tests {
     #[test]
     fn short_values_are_fully_hidden() {
         assert_eq!(mask("sk-abc"), "…***");
+        assert_eq!(mask("sk-abcdefghijkl"), "…***");
         assert_eq!(mask(""), "");
+    }
+
+    #[test]
+    fn at_most_about_a_third_of_a_value_is_shown() {
+        // 5 of 16 and 9 of 24 characters at the thresholds.
+        assert_eq!(mask("sk-abcdefghijklm"), "sk-…lm");
+        assert_eq!(mask("sk-abcdefghijklmnopqrstu"), "sk-ab…rstu");
+        for n in 1..64 {
+            let value = "k".repeat(n);
+            let shown = mask(&value).chars().filter(|c| *c == 'k').count();
+            assert!(shown * 100 <= n * 38, "{n}: {shown} shown");
+        }
     }
 }
