@@ -7,7 +7,9 @@
 mod accounts_support;
 
 use accounts_support::oauth_mock::{BASIC, CLIENT_ID, CLIENT_SECRET};
-use accounts_support::{OAuthMock, Running, TestEnv, TokenReply, assert_no_secret, http_get};
+use accounts_support::{
+    HttpReply, OAuthMock, Running, TestEnv, TokenReply, assert_no_secret, http_get,
+};
 use std::time::Duration;
 
 const KEY: &str = "sk-login-000000000000000ab9f";
@@ -101,6 +103,16 @@ fn expect_stored_login(env: &TestEnv) {
     );
 }
 
+/// The callback's answer sent the browser to iFlow's `page` (`success` or
+/// `error`).
+fn assert_sent_to(reply: &HttpReply, oauth: &OAuthMock, page: &str) {
+    assert_eq!(reply.status, 301, "{}", reply.text());
+    assert_eq!(
+        reply.header("location"),
+        Some(format!("{}/{page}", oauth.authorize_url()).as_str())
+    );
+}
+
 fn script_login(oauth: &OAuthMock, code: &str) {
     oauth.script(
         code,
@@ -139,11 +151,7 @@ fn callback_with_wrong_state_is_refused_then_the_right_one_logs_in() {
     assert_eq!(http_get(&format!("{redirect}?code=stolen")).status, 400);
 
     let right = http_get(&format!("{redirect}?code=code-123&state={state}"));
-    assert_eq!(right.status, 301);
-    assert_eq!(
-        right.header("location"),
-        Some(format!("{}/success", oauth.authorize_url()).as_str())
-    );
+    assert_sent_to(&right, &oauth, "success");
 
     let ran = login.wait(WAIT);
     ran.assert_ok();
@@ -175,11 +183,7 @@ fn a_code_the_token_endpoint_refuses_sends_the_browser_to_the_error_page() {
         state_of(&pairs)
     ));
     // The page must not say "success" for a login that failed.
-    assert_eq!(reply.status, 301);
-    assert_eq!(
-        reply.header("location"),
-        Some(format!("{}/error", oauth.authorize_url()).as_str())
-    );
+    assert_sent_to(&reply, &oauth, "error");
     let ran = login.wait(WAIT);
     ran.assert_failed();
     assert!(env.accounts().is_empty());
@@ -202,11 +206,7 @@ fn browser_denial_on_a_chosen_port_fails_the_login() {
         "{redirect}?error=access_denied&state={}",
         state_of(&pairs)
     ));
-    assert_eq!(denied.status, 301);
-    assert_eq!(
-        denied.header("location"),
-        Some(format!("{}/error", oauth.authorize_url()).as_str())
-    );
+    assert_sent_to(&denied, &oauth, "error");
     let ran = login.wait(WAIT);
     ran.assert_failed();
     assert!(
