@@ -103,6 +103,17 @@ fn expect_stored_login(env: &TestEnv) {
     );
 }
 
+/// A callback-mode login on a free port that prints the URL only.
+const CALLBACK_LOGIN: &[&str] = &[
+    "token",
+    "login",
+    "--no-open",
+    "--port",
+    "0",
+    "--timeout",
+    "10s",
+];
+
 /// The callback's answer sent the browser to iFlow's `page` (`success` or
 /// `error`).
 fn assert_sent_to(reply: &HttpReply, oauth: &OAuthMock, page: &str) {
@@ -124,15 +135,7 @@ fn script_login(oauth: &OAuthMock, code: &str) {
 fn callback_with_wrong_state_is_refused_then_the_right_one_logs_in() {
     let (env, oauth) = setup();
     script_login(&oauth, "code-123");
-    let mut login = env.spawn(&[
-        "token",
-        "login",
-        "--no-open",
-        "--port",
-        "0",
-        "--timeout",
-        "10s",
-    ]);
+    let mut login = env.spawn(CALLBACK_LOGIN);
     let (url, pairs) = announced_url(&mut login);
     let redirect = pairs[2].1.clone();
     let port: u16 = redirect
@@ -167,15 +170,7 @@ fn callback_with_wrong_state_is_refused_then_the_right_one_logs_in() {
 fn a_code_the_token_endpoint_refuses_sends_the_browser_to_the_error_page() {
     let (env, oauth) = setup();
     oauth.script("code-bad", vec![TokenReply::ServerError]);
-    let mut login = env.spawn(&[
-        "token",
-        "login",
-        "--no-open",
-        "--port",
-        "0",
-        "--timeout",
-        "10s",
-    ]);
+    let mut login = env.spawn(CALLBACK_LOGIN);
     let (_, pairs) = announced_url(&mut login);
     let redirect = pairs[2].1.clone();
     let reply = http_get(&format!(
